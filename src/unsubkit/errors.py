@@ -1,0 +1,115 @@
+"""The one exception tree of unsubkit.
+
+Foreign exceptions (cryptography, SQLAlchemy, email-validator, dkimpy, sockets) are translated
+where they enter our code (``raise InvalidToken(...) from exc``), so callers catch these only::
+
+    UnsubkitError
+    ├── ConfigError              settings file or environment is wrong, or `init` was not run
+    ├── TokenError
+    │   ├── InvalidToken         tampered, truncated, unknown key, bad encoding
+    │   └── ExpiredToken         authentic but older than the brand's lifetime
+    ├── HeaderError              a List-Unsubscribe value cannot be built or parsed
+    ├── AddressError             not a syntactically valid email address
+    ├── ConsentError
+    │   ├── UnknownPurpose
+    │   ├── UnknownTopic
+    │   ├── UnknownBrand
+    │   └── UnknownContact
+    ├── StoreError               database unreachable, locked, schema missing
+    │   └── StoreBusy            a temporary condition: retry later
+    ├── DKIMError                signing key missing or unusable, message unsignable
+    ├── MessageError             a message cannot be parsed or prepared
+    └── WebhookError             endpoint registration or delivery problems
+
+Every error carries a short, user-facing message that never contains secrets or key material.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AddressError",
+    "ConfigError",
+    "ConsentError",
+    "DKIMError",
+    "ExpiredToken",
+    "HeaderError",
+    "InvalidToken",
+    "MessageError",
+    "StoreBusy",
+    "StoreError",
+    "TokenError",
+    "UnknownBrand",
+    "UnknownContact",
+    "UnknownPurpose",
+    "UnknownTopic",
+    "UnsubkitError",
+    "WebhookError",
+]
+
+
+class UnsubkitError(Exception):
+    """Root of every error unsubkit raises on purpose."""
+
+
+class ConfigError(UnsubkitError):
+    """The configuration is missing, unreadable or inconsistent."""
+
+
+class TokenError(UnsubkitError):
+    """A token could not be used."""
+
+
+class InvalidToken(TokenError):
+    """The token is not one we sealed (tampered, truncated, unknown key, bad encoding)."""
+
+
+class ExpiredToken(TokenError):
+    """The token is authentic but past its lifetime."""
+
+
+class HeaderError(UnsubkitError):
+    """A List-Unsubscribe header value cannot be built or parsed."""
+
+
+class AddressError(UnsubkitError):
+    """An email address is not valid."""
+
+
+class ConsentError(UnsubkitError):
+    """A consent operation names something that does not exist or is not allowed."""
+
+
+class UnknownPurpose(ConsentError):
+    pass
+
+
+class UnknownTopic(ConsentError):
+    pass
+
+
+class UnknownBrand(ConsentError):
+    pass
+
+
+class UnknownContact(ConsentError):
+    pass
+
+
+class StoreError(UnsubkitError):
+    """The consent store failed."""
+
+
+class StoreBusy(StoreError):
+    """The store is temporarily unavailable (locked, connection refused); retrying may work."""
+
+
+class DKIMError(UnsubkitError):
+    """DKIM signing or key handling failed."""
+
+
+class MessageError(UnsubkitError):
+    """A message cannot be parsed or prepared."""
+
+
+class WebhookError(UnsubkitError):
+    """Webhook endpoint management or delivery failed."""

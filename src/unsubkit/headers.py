@@ -1,0 +1,247 @@
+"""List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058) fields (pure).
+
+Folding rules, because mail software gets them wrong: a field is folded only after a comma
+between two ``<...>`` items, never inside brackets, no line exceeds 998 octets, and the value
+is never turned into RFC 2047 encoded words. The stdlib's ``email.policy.default`` would do the
+latter to a long URI; :func:`set_unsubscribe_headers` stores a pre-folded header object that the
+stdlib generator emits verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from typing import Any
+from urllib.parse import quote
+
+from .errors import HeaderError
+
+__all__ = [
+    "LIST_UNSUBSCRIBE",
+    "LIST_UNSUBSCRIBE_POST",
+    "ONE_CLICK",
+    "UnsubscribeHeaders",
+    "body_url",
+    "build_list_unsubscribe",
+    "fold",
+    "mailto_address",
+    "mailto_uri",
+    "one_click_url",
+    "parse_list_unsubscribe",
+    "remove_unsubscribe_headers",
+    "set_unsubscribe_headers",
+]
+
+LIST_UNSUBSCRIBE = "List-Unsubscribe"
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe-Post"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+MAX_LINE = 998
+SOFT_LINE = 78
+
+# Characters allowed in a URI per RFC 3986 (unreserved, reserved, and '%').
+_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeHeaders:
+    """The unsubscribe fields for one recipient of one message."""
+
+    url: str | None
+    mailto: str | None
+    one_click: bool = True
+
+    @property
+    def uris(self) -> list[str]:
+        return [u for u in (self.url, self.mailto) if u]
+
+    @property
+    def list_unsubscribe(self) -> str:
+        return build_list_unsubscribe(self.uris)
+
+    @property
+    def list_unsubscribe_post(self) -> str | None:
+        # RFC 8058 section 3.1: the Post field only makes sense beside an HTTPS URI.
+        return ONE_CLICK if self.one_click and self.url else None
+
+    def as_dict(self) -> dict[str, str]:
+        out = {LIST_UNSUBSCRIBE: self.list_unsubscribe}
+        post = self.list_unsubscribe_post
+        if post:
+            out[LIST_UNSUBSCRIBE_POST] = post
+        return out
+
+    def lines(self, linesep: str = "\r\n") -> str:
+        """The fields as they go on the wire, each folded and terminated by ``linesep``."""
+        return "".join(
+            f"{name}: {fold(name, value, linesep=linesep)}{linesep}"
+            for name, value in self.as_dict().items()
+        )
+
+
+def one_click_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/u/{token}"
+
+
+def body_url(base_url: str, token: str) -> str:
+    """The visible link for the message body: the landing/preference page for the same token."""
+    return f"{base_url.rstrip('/')}/p/{token}"
+
+
+def mailto_address(address: str, token: str) -> str:
+    """``unsubscribe@example.com`` + token -> ``unsubscribe+TOKEN@example.com``."""
+    local, sep, domain = address.rpartition("@")
+    if not sep or not local or not domain:
+        raise HeaderError("mailto address must look like local@domain")
+    return f"{local}+{token}@{domain}"
+
+
+def mailto_uri(address: str, subject: str = "unsubscribe") -> str:
+    """A ``mailto:`` URI per RFC 6068 (hfields percent-encoded)."""
+    local, sep, domain = address.rpartition("@")
+    if not sep:
+        raise HeaderError("mailto address must look like local@domain")
+    # RFC 6068 section 2: '%' and characters outside "some-delims" are percent-encoded.
+    enc_local = quote(local, safe="!$'()*+,;=-._~")
+    return f"mailto:{enc_local}@{domain}?subject={quote(subject, safe='')}"
+
+
+def _check_uri(uri: str) -> None:
+    if not uri or not _URI_CHARS.match(uri) or ">" in uri or "<" in uri:
+        raise HeaderError(f"not a URI that can stand in angle brackets: {uri[:60]!r}")
+
+
+def build_list_unsubscribe(uris: Iterable[str]) -> str:
+    items = list(uris)
+    if not items:
+        raise HeaderError("List-Unsubscribe needs at least one URI")
+    for uri in items:
+        _check_uri(uri)
+    return ", ".join(f"<{u}>" for u in items)
+
+
+def fold(name: str, value: str, *, linesep: str = "\r\n", limit: int = SOFT_LINE) -> str:
+    """Fold ``value`` (of field ``name``) after commas only; return it without the field name.
+
+    The whole field stays on one line when it fits in ``limit``; otherwise each ``<...>`` item
+    after the first starts a continuation line. A single item that cannot fit in 998 octets is
+    an error, since it cannot be folded without breaking it.
+    """
+    items = _split_items(value)
+    first_prefix = len(name) + 2
+    if first_prefix + len(value) <= limit:
+        return value
+    lines: list[str] = []
+    for i, item in enumerate(items):
+        text = item + ("," if i < len(items) - 1 else "")
+        prefix = first_prefix if i == 0 else 1
+        if prefix + len(text) > MAX_LINE:
+            raise HeaderError(f"{name} item is longer than {MAX_LINE} octets and cannot be folded")
+        lines.append(text)
+    return (linesep + " ").join(lines)
+
+
+def _split_items(value: str) -> list[str]:
+    """Split at commas outside angle brackets; keep brackets; strip surrounding space."""
+    items: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(value):
+        if ch == "<":
+            if depth:
+                raise HeaderError("nested '<' in List-Unsubscribe")
+            depth = 1
+        elif ch == ">":
+            if not depth:
+                raise HeaderError("unbalanced '>' in List-Unsubscribe")
+            depth = 0
+        elif ch == "," and not depth:
+            items.append(value[start:i].strip())
+            start = i + 1
+    if depth:
+        raise HeaderError("unterminated '<' in List-Unsubscribe")
+    items.append(value[start:].strip())
+    return [it for it in items if it]
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n[ \t]+", " ", value).strip()
+
+
+def parse_list_unsubscribe(value: str) -> list[str]:
+    """Parse a (possibly folded) List-Unsubscribe value into its URIs, in order.
+
+    Strict: every item must be ``<URI>`` (RFC 2369 comments in parentheses after an item are
+    tolerated and dropped); whitespace inside brackets is an error, since a client cannot use it.
+    """
+    if "=?" in value:
+        raise HeaderError("List-Unsubscribe contains RFC 2047 encoded words")
+    uris: list[str] = []
+    for item in _split_items(_unfold(value)):
+        item = re.sub(r"\s*\([^()]*\)\s*$", "", item)
+        if not (item.startswith("<") and item.endswith(">")):
+            raise HeaderError(f"List-Unsubscribe item is not in angle brackets: {item[:60]!r}")
+        uri = item[1:-1]
+        if re.search(r"\s", uri):
+            raise HeaderError("whitespace inside <...> in List-Unsubscribe")
+        _check_uri(uri)
+        uris.append(uri)
+    if not uris:
+        raise HeaderError("List-Unsubscribe is empty")
+    return uris
+
+
+def split_uris(uris: Sequence[str]) -> tuple[str | None, str | None]:
+    """The first HTTPS-or-HTTP URI and the first mailto URI of a parsed field."""
+    url = next((u for u in uris if u.lower().startswith(("https:", "http:"))), None)
+    mailto = next((u for u in uris if u.lower().startswith("mailto:")), None)
+    return url, mailto
+
+
+class _PreFolded(str):
+    """A header value the stdlib generator emits exactly as folded by :func:`fold`.
+
+    ``email.policy.EmailPolicy`` calls ``value.fold(policy=...)`` for stored header objects (any
+    value with a ``name`` attribute) instead of refolding, which is what keeps encoded words out.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _PreFolded:
+        obj = super().__new__(cls, value)
+        obj.name = name
+        return obj
+
+    def fold(self, *, policy: Any) -> str:
+        linesep = getattr(policy, "linesep", "\n")
+        return f"{self.name}: {fold(self.name, str(self), linesep=linesep)}{linesep}"
+
+    # email.message and copy.deepcopy rebuild str subclasses through __reduce__.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_PreFolded, (self.name, str(self)))
+
+    @property
+    def defects(self) -> tuple[()]:
+        return ()
+
+
+def remove_unsubscribe_headers(msg: Message) -> None:
+    del msg[LIST_UNSUBSCRIBE]
+    del msg[LIST_UNSUBSCRIBE_POST]
+
+
+def set_unsubscribe_headers(msg: EmailMessage | Message, headers: UnsubscribeHeaders | Mapping[str, str]) -> None:
+    """Replace any List-Unsubscribe fields of ``msg`` with ``headers``, safely folded.
+
+    Works for messages using an ``EmailPolicy`` (``EmailMessage``, ``policy.default/SMTP``).
+    For legacy ``compat32`` messages the value is stored as a plain, unfolded string, which the
+    legacy generator leaves alone (it has no encoded-word refolding of ASCII text).
+    """
+    fields = headers.as_dict() if isinstance(headers, UnsubscribeHeaders) else dict(headers)
+    remove_unsubscribe_headers(msg)
+    legacy = not hasattr(msg.policy, "header_factory")
+    for name, value in fields.items():
+        # Validate now: a value we cannot fold must not reach the wire.
+        fold(name, value)
+        msg[name] = value if legacy else _PreFolded(name, value)  # type: ignore[assignment]

@@ -1,0 +1,148 @@
+"""SQLAlchemy Core tables. Alembic migrations (``migrations/versions``) create them; this module
+is what queries are written against. Keep the two in step (``tests/test_store_migrations.py``
+compares them).
+
+Purpose and topic ids in consent rows carry no foreign key on purpose: a token's ids stay
+authoritative after the purpose or topic is renamed or deleted (send-time capture).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "consent_state",
+    "contact_points",
+    "contacts",
+    "events",
+    "metadata",
+    "outbox",
+    "purposes",
+    "topics",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+purposes = Table(
+    "purposes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),
+)
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("purpose_id", Id, ForeignKey("purposes.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),
+    UniqueConstraint("purpose_id", "name", name="uq_topics_purpose_name"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("external_id", String(200), nullable=True, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),
+)
+
+contact_points = Table(
+    "contact_points",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=True, index=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# Current state, one row per (subject, scope). subject_type is 'point' (contact_points.id) or
+# 'contact' (contacts.id); purpose_id/topic_id use 0 for "none" so the unique key has no NULLs.
+consent_state = Table(
+    "consent_state",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subject_type", String(10), nullable=False),
+    Column("subject_id", Id, nullable=False),
+    Column("scope_kind", String(20), nullable=False),
+    Column("purpose_id", Id, nullable=False),
+    Column("topic_id", Id, nullable=False),
+    Column("opted_out", Boolean, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("event_id", Id, nullable=False),
+    UniqueConstraint(
+        "subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id",
+        name="uq_consent_state_key",
+    ),
+)
+Index("ix_consent_state_scope", consent_state.c.scope_kind, consent_state.c.purpose_id,
+      consent_state.c.topic_id, consent_state.c.opted_out)
+
+# Append-only: rows are inserted, never updated or deleted.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("contact_point_id", Id, nullable=True),
+    Column("contact_id", Id, nullable=True),
+    Column("scope_kind", String(20), nullable=False),
+    Column("purpose_id", Id, nullable=True),
+    Column("topic_id", Id, nullable=True),
+    Column("action", String(10), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("mechanism", String(30), nullable=False),
+    Column("brand", String(100), nullable=False),
+    Column("message_id", String(998), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("changed", Boolean, nullable=False),
+    Column("suspected_automated", Boolean, nullable=False, default=False),
+    Column("evidence", Text, nullable=True),
+)
+Index("ix_events_address", events.c.address)
+Index("ix_events_at", events.c.at)
+
+# Transactional outbox: written in the same transaction as its event, drained by workers.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("processed_at", Float, nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.processed_at, outbox.c.id)

@@ -1,0 +1,113 @@
+"""``/u/{token}``: the one-click endpoint (POST) and its landing page (GET/HEAD).
+
+The POST takes no cookie, no login and no CSRF token, and never redirects (RFC 8058 section 3.2;
+trap 7). It answers 200 only after the opt-out is committed. GET never changes state: link
+scanners fetch every URL (trap 1), and the page's form needs a human click (no script).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..consent.model import Mechanism, RequestMeta
+from ..errors import ExpiredToken, StoreBusy, StoreError, TokenError
+from .context import WebContext
+from .form import BadForm, parse_one_click
+from .pages import render_page, token_page
+
+__all__ = ["one_click_get", "one_click_post", "read_limited"]
+
+log = logging.getLogger("unsubkit.web")
+
+NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            raise BodyTooLarge from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text(status: int, body: str, **extra: str) -> PlainTextResponse:
+    return PlainTextResponse(body + "\n", status_code=status, headers={**NO_STORE, **extra})
+
+
+def request_meta(request: Request) -> RequestMeta:
+    client = request.client.host if request.client else None
+    return RequestMeta(client_ip=client, user_agent=request.headers.get("user-agent"))
+
+
+async def one_click_post(request: Request) -> Response:
+    ctx: WebContext = request.app.state.ctx
+    token = request.path_params["token"]
+    try:
+        body = await read_limited(request, ctx.settings.max_body)
+    except BodyTooLarge:
+        ctx.metrics.oneclick.labels("413").inc()
+        return _text(413, "request body too large")
+    try:
+        form = await parse_one_click(request.headers, body)
+    except BadForm as exc:
+        ctx.metrics.oneclick.labels("400").inc()
+        return _text(400, str(exc))
+    try:
+        claims = ctx.kit.open_token(token)
+    except ExpiredToken:
+        ctx.metrics.oneclick.labels("410").inc()
+        return _text(410, "this unsubscribe link has expired")
+    except TokenError as exc:
+        ctx.metrics.oneclick.labels("400").inc()
+        return _text(400, f"invalid unsubscribe token: {exc}")
+    from_page = form.via == "landing"
+    mechanism = Mechanism.LANDING_PAGE if from_page else Mechanism.ONE_CLICK
+    changes = ctx.kit.changes_for_token(claims, mechanism=mechanism, meta=request_meta(request))
+    try:
+        events = await ctx.writer.submit(changes)
+    except StoreBusy:
+        ctx.metrics.oneclick.labels("503").inc()
+        return _text(503, "temporarily unable to record, please retry", **{"Retry-After": "5"})
+    except StoreError:
+        ctx.metrics.oneclick.labels("500").inc()
+        return _text(500, "unable to record the unsubscribe request")
+    changed = any(e.changed for e in events)
+    ctx.metrics.oneclick.labels("200").inc()
+    log.info("opt-out recorded mechanism=%s brand=%s changed=%s event=%s",
+             mechanism, claims.brand, changed, events[0].id)
+    if from_page:
+        return render_page(ctx, "done.html", {"page": await token_page(ctx, claims, token)},
+                           headers={"X-Unsubkit-Changed": "1" if changed else "0"})
+    return _text(200, "You are unsubscribed.", **{"X-Unsubkit-Changed": "1" if changed else "0"})
+
+
+async def one_click_get(request: Request) -> Response:
+    ctx: WebContext = request.app.state.ctx
+    token = request.path_params["token"]
+    try:
+        claims = ctx.kit.open_token(token)
+    except ExpiredToken:
+        return render_page(ctx, "error.html", {"title": "Link expired",
+                           "message": "This unsubscribe link has expired."}, status=410)
+    except TokenError:
+        return render_page(ctx, "error.html", {"title": "Invalid link",
+                           "message": "This unsubscribe link is not valid."}, status=400)
+    page = await token_page(ctx, claims, token)
+    return render_page(ctx, "landing.html", {"page": page})
