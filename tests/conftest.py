@@ -147,7 +147,9 @@ class Server:
                 self.kill()
 
 
-def run_cli(*args: str, env: dict[str, str], check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
         [sys.executable, "-m", "unsubkit", *args],
         env=env, capture_output=True, text=input is None, input=input, timeout=120,

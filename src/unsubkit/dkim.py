@@ -67,11 +67,8 @@ MIN_RSA_BITS: Final = 2048
 _CRLF = b"\r\n"
 # A header field ends at a CRLF not followed by WSP (a continuation line).
 _FIELD_END = re.compile(rb"\r\n(?![ \t])")
-_WSP = re.compile(rb"[ \t]+")
-# Runs that relaxed canonicalization must rewrite: two or more WSP, or a lone tab. A lone
-# space is already canonical, and skipping those keeps the substitution cheap on text bodies.
-_WSP_RUN = re.compile(rb"[ \t]{2,}|\t")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_SPACES = re.compile(rb"  +")
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _PKCS1 = padding.PKCS1v15()
@@ -79,6 +76,20 @@ _SHA256 = hashes.SHA256()
 
 
 # -- canonicalization (RFC 6376 section 3.4) ------------------------------------------------
+
+
+def _collapse_wsp(data: bytes) -> bytes:
+    """Every run of spaces and tabs becomes one space.
+
+    Tabs go first with ``bytes.replace``; the remaining pattern then starts with a literal,
+    which lets the regular-expression engine jump between candidates instead of trying
+    every position of the body (that cost more than the hash).
+    """
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    if b"  " in data:
+        data = _SPACES.sub(b" ", data)
+    return data
 
 
 def _strip_trailing_crlfs(body: bytes) -> bytes:
@@ -97,8 +108,7 @@ def canonicalize_body(body: bytes, canon: Canon) -> bytes:
     """The canonical form of a CRLF body (what ``bh=`` hashes)."""
     if canon == "simple":
         return _strip_trailing_crlfs(body) + _CRLF
-    if b"\t" in body or b"  " in body:
-        body = _WSP_RUN.sub(b" ", body)
+    body = _collapse_wsp(body)
     if b" \r\n" in body:
         body = body.replace(b" \r\n", _CRLF)
     if body.endswith(b" "):
@@ -109,9 +119,10 @@ def canonicalize_body(body: bytes, canon: Canon) -> bytes:
 
 def _relaxed_field(field: bytes) -> bytes:
     name, _, value = field.partition(b":")
-    value = value.replace(_CRLF, b"")
+    if b"\r" in value:
+        value = value.replace(_CRLF, b"")
     if b"\t" in value or b"  " in value:
-        value = _WSP.sub(b" ", value)
+        value = _collapse_wsp(value)
     return name.rstrip(b" \t").lower() + b":" + value.strip(b" \t")
 
 
@@ -253,6 +264,7 @@ class DKIMSigner:
     __slots__ = (
         "_body_canon",
         "_header_canon",
+        "_heads",
         "_names",
         "_prefix",
         "algorithm",
@@ -310,7 +322,7 @@ class DKIMSigner:
         self._names = tuple((n, n.lower().encode("ascii")) for n in names)
         self.oversign = oversign
         if identity is not None:
-            local, at, idom = identity.rpartition("@")
+            _, at, idom = identity.rpartition("@")
             idom = idom.lower()
             if not at or not (idom == self.domain or idom.endswith("." + self.domain)):
                 raise DKIMError("i= must be an address in the d= domain or a subdomain of it")
@@ -319,6 +331,7 @@ class DKIMSigner:
             raise DKIMError("x= needs a clock and a positive expire_after")
         self.clock = clock
         self.expire_after = expire_after
+        self._heads: dict[tuple[int, ...], tuple[bytes, bytes]] = {}
         self._prefix = (
             f"v=1; a={self.algorithm}; c={self.canonicalization}; d={self.domain}; "
             f"s={self.selector};"
@@ -349,53 +362,68 @@ class DKIMSigner:
         """``message`` with its signature field prepended (line endings as in the input)."""
         return sign_message(message, [self])
 
+    def _head(self, counts: tuple[int, ...]) -> tuple[bytes, bytes]:
+        """The fixed start of the field for one header layout, raw and relaxed.
+
+        Messages from one template share their layout (how often each signed name occurs), so
+        the folded ``h=`` text is built once per layout, not once per message.
+        """
+        cached = self._heads.get(counts)
+        if cached is not None:
+            return cached
+        h_names: list[str] = []
+        for (name, _), n in zip(self._names, counts, strict=True):
+            h_names.extend([name] * (n + self.oversign if n else int(self.oversign)))
+        tags = [self._prefix]
+        if self.identity is not None:
+            tags.append(f"i={self.identity};")
+        h_parts = [f"{n}:" for n in h_names]
+        h_parts[0] = "h=" + h_parts[0]
+        h_parts[-1] = h_parts[-1][:-1] + ";"
+        raw = f"DKIM-Signature: {_fold_tags(tags, 16)}\r\n\t{_fold_h(h_parts)}\r\n\t".encode()
+        # The relaxed form of the same bytes; the sentinel keeps the trailing space that
+        # relaxed canonicalization would strip at the very end of a field value.
+        relaxed = _relaxed_field(raw + b"~")[:-1]
+        if len(self._heads) < 64:
+            self._heads[counts] = (raw, relaxed)
+        return raw, relaxed
+
     def _field(self, msg: _Parsed) -> bytes:
         fields = msg.fields
         relaxed = self._header_canon == "relaxed"
         signed: list[bytes] = []
-        h_names: list[str] = []
-        for name, key in self._names:
+        counts: list[int] = []
+        for _, key in self._names:
             found = fields.get(key)
             if found:
                 # RFC 6376 5.4.2: repeated names take instances from the bottom up.
-                for field in reversed(found):
-                    signed.append(_relaxed_field(field) if relaxed else field)
-                h_names.extend([name] * (len(found) + self.oversign))
-            elif self.oversign:
-                h_names.append(name)
-        tags = [self._prefix]
-        if self.identity is not None:
-            tags.append(f"i={self.identity};")
+                if len(found) == 1:
+                    signed.append(_relaxed_field(found[0]) if relaxed else found[0])
+                else:
+                    for field in reversed(found):
+                        signed.append(_relaxed_field(field) if relaxed else field)
+                counts.append(len(found))
+            else:
+                counts.append(0)
+        raw_head, relaxed_head = self._head(tuple(counts))
+        tail = b"bh=" + msg.body_hash(self._body_canon) + b";"
         if self.clock is not None:
             now = int(self.clock())
-            tags.append(f"t={now};")
-            if self.expire_after is not None:
-                tags.append(f"x={now + self.expire_after};")
-        # h= folds at colons: RFC 6376 allows FWS around them, and verifiers split on them.
-        h_parts = [f"h={h_names[0]}:", *(f"{n}:" for n in h_names[1:-1]), f"{h_names[-1]};"]
-        if len(h_names) == 1:
-            h_parts = [f"h={h_names[0]};"]
-        text = (
-            "DKIM-Signature: "
-            + _fold_tags(tags, 16)
-            + "\r\n\t"
-            + _fold_h(h_parts)
-            + "\r\n\tbh="
-            + msg.body_hash(self._body_canon).decode("ascii")
-            + ";\r\n\tb="
-        )
-        unsigned = text.encode("ascii")
-        signed.append(_relaxed_field(unsigned) if relaxed else unsigned)
+            stamp = f"t={now}; x={now + self.expire_after}; " if self.expire_after else f"t={now}; "
+            tail = stamp.encode() + tail
+        unsigned = raw_head + tail + b"\r\n\tb="
+        signed.append((relaxed_head + tail + b" b=") if relaxed else unsigned)
         data = _CRLF.join(signed)
-        key = self.key
-        if isinstance(key, rsa.RSAPrivateKey):
-            sig = key.sign(data, _PKCS1, _SHA256)
+        pk = self.key
+        if isinstance(pk, rsa.RSAPrivateKey):
+            sig = pk.sign(data, _PKCS1, _SHA256)
         else:
             # RFC 8463 section 3: Ed25519 signs the SHA-256 hash of the header data.
-            sig = key.sign(hashlib.sha256(data).digest())
+            sig = pk.sign(hashlib.sha256(data).digest())
         b64 = base64.b64encode(sig)
-        chunks = [b64[i : i + 72] for i in range(0, len(b64), 72)]
-        return unsigned + b"\r\n\t ".join(chunks) + _CRLF
+        if len(b64) > 72:
+            b64 = b"\r\n\t ".join([b64[i : i + 72] for i in range(0, len(b64), 72)])
+        return unsigned + b64 + _CRLF
 
 
 def _fold_h(parts: list[str]) -> str:

@@ -19,6 +19,7 @@ where they enter our code (``raise InvalidToken(...) from exc``), so callers cat
     │   └── StoreBusy            a temporary condition: retry later
     ├── DKIMError                signing key missing or unusable, message unsignable
     ├── MessageError             a message cannot be parsed or prepared
+    │   └── SenderNotVerified    mailto From fallback: no aligned DKIM signature verifies
     └── WebhookError             endpoint registration or delivery problems
 
 Every error carries a short, user-facing message that never contains secrets or key material.
@@ -35,6 +36,7 @@ __all__ = [
     "HeaderError",
     "InvalidToken",
     "MessageError",
+    "SenderNotVerified",
     "StoreBusy",
     "StoreError",
     "TokenError",
@@ -109,6 +111,17 @@ class DKIMError(UnsubkitError):
 
 class MessageError(UnsubkitError):
     """A message cannot be parsed or prepared."""
+
+
+class SenderNotVerified(MessageError):
+    """A message's From address is not proven by a DKIM signature aligned with it.
+
+    ``temporary`` is true when the proof could not be checked (a DNS timeout): retry later.
+    """
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 class WebhookError(UnsubkitError):

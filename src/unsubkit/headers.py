@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage, Message
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +43,8 @@ SOFT_LINE = 78
 
 # Characters allowed in a URI per RFC 3986 (unreserved, reserved, and '%').
 _URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+# An RFC 2047 encoded word (``=?utf-8?q?...?=``); a bare "=?" may occur inside a URI's query.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,8 @@ def mailto_uri(address: str, subject: str = "unsubscribe") -> str:
 def _check_uri(uri: str) -> None:
     if not uri or not _URI_CHARS.match(uri) or ">" in uri or "<" in uri:
         raise HeaderError(f"not a URI that can stand in angle brackets: {uri[:60]!r}")
+    if _ENCODED_WORD.search(uri):
+        raise HeaderError("a URI that reads as an RFC 2047 encoded word is ambiguous in List-Unsubscribe")
 
 
 def build_list_unsubscribe(uris: Iterable[str]) -> str:
@@ -175,7 +180,7 @@ def parse_list_unsubscribe(value: str) -> list[str]:
     Strict: every item must be ``<URI>`` (RFC 2369 comments in parentheses after an item are
     tolerated and dropped); whitespace inside brackets is an error, since a client cannot use it.
     """
-    if "=?" in value:
+    if _ENCODED_WORD.search(value):
         raise HeaderError("List-Unsubscribe contains RFC 2047 encoded words")
     uris: list[str] = []
     for item in _split_items(_unfold(value)):
@@ -226,6 +231,28 @@ class _PreFolded(str):
         return ()
 
 
+class _LegacyPreFolded(Header):
+    """The same for ``compat32`` messages, whose generator calls ``Header.encode`` for non-str
+    values. A plain string would be refolded by ``Header``: at 78 columns it breaks right after
+    ``List-Unsubscribe:`` (before the first ``<``) or at a ``,``/``;`` inside a long URI."""
+
+    def __init__(self, name: str, value: str) -> None:
+        super().__init__(value, header_name=name)
+        self.name = name
+        self._value = value
+
+    def encode(self, splitchars: str = ";, \t", maxlinelen: int | None = None, linesep: str = "\n") -> str:
+        return fold(self.name, self._value, linesep=linesep)
+
+    def fold(self, *, policy: Any) -> str:
+        # Reached when a compat32 message is written with an EmailPolicy (``as_bytes(policy=SMTP)``).
+        linesep = getattr(policy, "linesep", "\n")
+        return f"{self.name}: {fold(self.name, self._value, linesep=linesep)}{linesep}"
+
+    def __str__(self) -> str:
+        return self._value
+
+
 def remove_unsubscribe_headers(msg: Message) -> None:
     del msg[LIST_UNSUBSCRIBE]
     del msg[LIST_UNSUBSCRIBE_POST]
@@ -235,8 +262,8 @@ def set_unsubscribe_headers(msg: EmailMessage | Message, headers: UnsubscribeHea
     """Replace any List-Unsubscribe fields of ``msg`` with ``headers``, safely folded.
 
     Works for messages using an ``EmailPolicy`` (``EmailMessage``, ``policy.default/SMTP``).
-    For legacy ``compat32`` messages the value is stored as a plain, unfolded string, which the
-    legacy generator leaves alone (it has no encoded-word refolding of ASCII text).
+    For legacy ``compat32`` messages the value is stored as an :class:`email.header.Header`
+    whose ``encode`` returns the same folding (``str()`` of it gives the value).
     """
     fields = headers.as_dict() if isinstance(headers, UnsubscribeHeaders) else dict(headers)
     remove_unsubscribe_headers(msg)
@@ -244,4 +271,4 @@ def set_unsubscribe_headers(msg: EmailMessage | Message, headers: UnsubscribeHea
     for name, value in fields.items():
         # Validate now: a value we cannot fold must not reach the wire.
         fold(name, value)
-        msg[name] = value if legacy else _PreFolded(name, value)  # type: ignore[assignment]
+        msg[name] = _LegacyPreFolded(name, value) if legacy else _PreFolded(name, value)  # type: ignore[assignment]

@@ -30,6 +30,8 @@ def _read(path: Path) -> list[Key]:
         raise ConfigError(f"no key ring at {path}: run `unsubkit init` first") from None
     except PermissionError:
         raise ConfigError(f"cannot read key ring {path}: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read key ring {path}: {exc.strerror or type(exc).__name__}") from None
     except (ValueError, KeyError, TypeError) as exc:
         # Never echo the file: it holds key material.
         raise ConfigError(f"key ring {path} is corrupt ({type(exc).__name__})") from None

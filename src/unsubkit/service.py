@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import customer_managed
 from .address import normalize
 from .clock import Clock, system_clock
 from .consent.decisions import Decision, decide
@@ -157,6 +158,9 @@ def opt_out_changes(
                 token_issued_at=claims.issued_at,
             )
         )
+    if brand is not None and brand.replace_default_with:
+        # The brand's handler replaces the built-in opt-out (see unsubkit.hooks.handlers).
+        out = [replace(c, replace_with=brand.replace_default_with) for c in out]
     return out
 
 
@@ -203,6 +207,7 @@ class Unsubkit:
         brand: str | None = None,
         message_id: str | None = None,
         contact_id: int | None = None,
+        campaign: str | None = None,
     ) -> HeaderResult:
         """Headers, URLs and token for one recipient (``to`` is a single address)."""
         address = normalize(to)
@@ -213,6 +218,13 @@ class Unsubkit:
             # Transactional mail and disabled brands carry no unsubscribe fields.
             return HeaderResult(None, None, None, None, None, p, t, brand_name)
         level = ConsentLevel.IDENTITY if b.consent_level == "identity" else ConsentLevel.CHANNEL
+        if b.customer_managed:
+            # The headers point to the customer's own endpoints: no token of ours, nothing stored.
+            cm = customer_managed.build_headers(
+                self.codec.ring, b, brand_name, address, p.id, t.id if t else None, level=level,
+                now=self.clock(), message_id=message_id, contact_id=contact_id, campaign=campaign,
+            )
+            return HeaderResult(cm.headers, None, cm.url, cm.mailto, cm.url or None, p, t, brand_name)
         token = self.codec.seal(
             Claims(
                 address=address,

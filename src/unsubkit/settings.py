@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,7 @@ from pydantic_settings import (
 
 from .errors import ConfigError, UnknownBrand
 
-__all__ = ["DEFAULT_BRAND", "Brand", "Settings", "load_settings"]
+__all__ = ["DEFAULT_BRAND", "Brand", "Settings", "WebhookSettings", "load_settings"]
 
 DEFAULT_BRAND = "default"
 CONFIG_ENV = "UNSUBKIT_CONFIG"
@@ -58,6 +58,15 @@ class Brand(BaseModel):
         '<a href="{unsubscribe_url}">Unsubscribe</a></p>'
     #: Accept mail to the bare unsubscribe address, identified by a DKIM-aligned From.
     mailto_from_fallback: bool = False
+    #: Customer-managed mode: the headers point to the customer's own one-click URL and/or
+    #: mailto address, carrying sealed ``params``/``pid`` (open them with ``GET /api/v1/decrypt``);
+    #: unsubkit then stores no consent for this brand.
+    customer_managed: bool = False
+    customer_url: str | None = None
+    customer_mailto: str | None = None
+    #: A handler (entry point name in ``unsubkit.handlers`` or ``module:function``) that replaces
+    #: the built-in opt-out for this brand: the event is still recorded, the state is not changed.
+    replace_default_with: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -68,6 +77,45 @@ class Brand(BaseModel):
     def token_lifetime(self) -> int:
         return self.token_lifetime_days * 86400
 
+    @model_validator(mode="after")
+    def _customer_endpoints(self) -> Brand:
+        if self.customer_managed and not (self.customer_url or self.customer_mailto):
+            raise ValueError("a customer-managed brand needs customer_url and/or customer_mailto")
+        if self.customer_url and not self.customer_url.startswith(("https://", "http://")):
+            raise ValueError("customer_url must be an http(s) URL")
+        if self.customer_mailto and "@" not in self.customer_mailto:
+            raise ValueError("customer_mailto must be an address like unsubscribe@example.com")
+        return self
+
+
+class WebhookSettings(BaseModel):
+    """Delivery of consent events to webhook endpoints and handlers (``[webhooks]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Seconds one HTTP attempt (or one handler call) may take.
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    #: A delivery still failing this many seconds after its event goes to the dead letters.
+    max_age: float = Field(default=3 * 86400.0, gt=0)
+    #: Retry n waits about ``backoff_base * backoff_factor**(n-1)`` seconds (with jitter),
+    #: at most ``backoff_max``: 2 s, 8 s, 32 s, 2 min, 8.5 min, 34 min, 2.3 h, 6 h ...
+    backoff_base: float = Field(default=2.0, gt=0)
+    backoff_factor: float = Field(default=4.0, ge=1)
+    backoff_max: float = Field(default=6 * 3600.0, gt=0)
+    #: Attempts in flight at once per worker.
+    concurrency: int = Field(default=16, ge=1, le=512)
+    #: Seconds between looks at the outbox when idle.
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: A claimed attempt belongs to its worker this long; then another worker may retry it.
+    #: Must exceed ``timeout`` (a worker killed mid-delivery is retried after the lease).
+    lease: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_covers_timeout(self) -> WebhookSettings:
+        if self.lease <= self.timeout:
+            raise ValueError("webhooks.lease must be longer than webhooks.timeout")
+        return self
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -77,7 +125,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    database_url: str = "sqlite:///./unsubkit.db"
+    #: Kept out of ``repr``: a PostgreSQL URL may carry a password.
+    database_url: str = Field(default="sqlite:///./unsubkit.db", repr=False)
     base_url: str = "http://127.0.0.1:8080"
     data_dir: Path = Path("./.unsubkit")
     mailto_address: str | None = None
@@ -85,14 +134,31 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=0, le=65535)
+    #: The mailto listener: off entirely, or LMTP instead of SMTP (Postfix ``lmtp:`` transports).
+    smtp_enabled: bool = True
+    smtp_lmtp: bool = False
+    #: Largest inbound unsubscribe message, in bytes (``552`` beyond).
+    smtp_max_message_size: int = Field(default=256 * 1024, ge=1024)
+    #: Recipients accepted per transaction (``452`` beyond; the client sends the rest later).
+    smtp_max_recipients: int = Field(default=50, ge=1)
+    #: Seconds a session may stay silent before the listener closes it.
+    smtp_idle_timeout: float = Field(default=300.0, gt=0)
+    #: DKIM key lookups for the mailto From-address fallback: seconds before giving up, and an
+    #: optional file of ``name TXT`` lines answering instead of DNS (air-gapped setups, tests).
+    mailto_dns_timeout: float = Field(default=5.0, gt=0)
+    mailto_dns_file: Path | None = None
     #: Bearer key for the admin API (``/api/v1``); unset disables the API.
     api_key: SecretStr | None = None
     log_level: str = "info"
     #: Largest one-click request body accepted, in bytes.
-    max_body: int = 4096
+    max_body: int = Field(default=4096, ge=64, le=1024 * 1024)
     #: Opt-outs are group-committed: at most this many per transaction.
-    max_batch: int = 256
+    max_batch: int = Field(default=256, ge=1, le=10_000)
     brands: dict[str, Brand] = Field(default_factory=dict)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    #: Custom handlers run for every consent event after commit, through the outbox: entry point
+    #: names (group ``unsubkit.handlers``) or ``module:function``.
+    handlers: list[str] = Field(default_factory=list)
     #: Where the settings came from (set by :func:`load_settings`, for messages only).
     config_path: Path | None = None
 

@@ -225,9 +225,15 @@ def _b64decode(token: str) -> bytes:
     if b"=" in data or b"+" in data or b"/" in data:
         raise InvalidToken("token is not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+        raw = base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
     except (binascii.Error, ValueError) as exc:
         raise InvalidToken("token is not base64url") from exc
+    # The decoder ignores the unused low bits of the last character (and skips stray
+    # characters), so several strings decode to the same bytes. Only the one string we issue is
+    # accepted: a changed token never opens, and one token has one spelling (idempotency keys).
+    if _b64encode(raw) != token:
+        raise InvalidToken("token is not canonical base64url")
+    return raw
 
 
 class TokenCodec:

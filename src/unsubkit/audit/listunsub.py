@@ -17,6 +17,7 @@ from .message import decode_words
 __all__ = ["Fault", "FaultKind", "ParsedField", "UriItem", "tokenize"]
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_BARE = re.compile(r"[^,<>]*")
 
 
 class FaultKind(StrEnum):
@@ -146,8 +147,8 @@ def tokenize(raw_value: bytes) -> ParsedField:
                 faults.append(Fault(FaultKind.EMPTY_ITEM, "an empty <> item"))
             expecting = False
         else:
-            # Bare text: read up to the next comma or '<' as one (unbracketed) URI.
-            m = re.compile(r"[^,<]*").match(text, i)
+            # Bare text: read up to the next comma or bracket as one (unbracketed) URI.
+            m = _BARE.match(text, i)
             end = m.end() if m else n
             bare = text[i:end].strip()
             i = max(end, i + 1)

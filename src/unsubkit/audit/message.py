@@ -98,7 +98,7 @@ class ParsedMessage:
             return []
         try:
             pairs = getaddresses([f.value for f in fields])
-        except Exception:  # the stdlib's address parser has raised on odd input before
+        except Exception:  # noqa: BLE001 - the stdlib's address parser has raised on odd input before
             return []
         return [addr for _, addr in pairs if addr]
 
@@ -122,7 +122,7 @@ def decode_words(value: str) -> str:
         return value
     try:
         return str(make_header(decode_header(value)))
-    except Exception:  # malformed encoded words or unknown charsets: show them as they are
+    except Exception:  # noqa: BLE001 - malformed encoded words or unknown charsets: show them as they are
         return value
 
 
@@ -203,7 +203,7 @@ def _body_parts(raw: bytes) -> tuple[list[BodyPart], list[str]]:
             decoded = _decode_part(part)
             if decoded is not None:
                 parts.append(decoded)
-    except Exception as exc:  # deliberately broad: the stdlib's MIME parser fails in many ways
+    except Exception as exc:  # noqa: BLE001 - deliberately broad: the stdlib's MIME parser fails in many ways
         return parts, [f"MIME structure could not be read ({type(exc).__name__})"]
     return parts, []
 

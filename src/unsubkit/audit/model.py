@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Finding", "Report", "RuleInfo", "Severity", "Verdict"]
+__all__ = ["Finding", "Report", "RuleInfo", "Severity", "Verdict", "verdict_of"]
 
 
 class Severity(StrEnum):
@@ -26,7 +26,7 @@ class Severity(StrEnum):
 class Verdict(StrEnum):
     """``pass``: nothing above info; ``warn``: warnings only; ``fail``: at least one error."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
     WARN = "warn"
     FAIL = "fail"
 
@@ -85,7 +85,7 @@ class Finding:
         return out
 
 
-def _verdict(findings: Iterable[Finding]) -> Verdict:
+def verdict_of(findings: Iterable[Finding]) -> Verdict:
     severities = {f.severity for f in findings}
     if Severity.ERROR in severities:
         return Verdict.FAIL
@@ -108,7 +108,7 @@ class Report:
 
     @property
     def verdict(self) -> Verdict:
-        return _verdict(self.findings)
+        return verdict_of(self.findings)
 
     @property
     def codes(self) -> list[str]:

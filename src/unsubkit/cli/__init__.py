@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import typer
-
 from ..errors import UnsubkitError
 from .common import app, fail
 
@@ -19,6 +17,11 @@ __all__ = ["app", "main"]
 MODULES = [
     "core",
     "consent",
+    "webhooks",
+    "dkim",
+    "prepare",
+    "check",
+    "probe",
 ]
 
 for _name in MODULES:

@@ -71,8 +71,17 @@ def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(None, help="Bind address (default from settings: 127.0.0.1)."),
     port: int | None = typer.Option(None, help="HTTP port (default from settings: 8080)."),
+    smtp_host: str | None = typer.Option(None, "--smtp-host",
+                                         help="mailto listener bind address (default 127.0.0.1)."),
+    smtp_port: int | None = typer.Option(None, "--smtp-port",
+                                         help="mailto listener port (default from settings: 2525)."),
+    lmtp: bool | None = typer.Option(None, "--lmtp/--smtp",
+                                     help="Speak LMTP (Postfix lmtp: transport) instead of SMTP."),
+    no_smtp: bool = typer.Option(False, "--no-smtp", help="Do not start the mailto listener."),
+    no_webhooks: bool = typer.Option(False, "--no-webhooks",
+                                     help="Do not run the webhook worker here (run `unsubkit webhooks work`)."),
 ) -> None:
-    """Run the one-click endpoint, pages and admin API."""
+    """Run the one-click endpoint, pages, admin API and the mailto (SMTP/LMTP) listener."""
     import uvicorn
 
     from ..web import create_app
@@ -85,6 +94,17 @@ def serve(
         fail(str(exc))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     services: list[Any] = []
+    try:
+        from ..mail.listener import listener_services
+
+        services.extend(listener_services(settings, host=smtp_host, port=smtp_port, lmtp=lmtp,
+                                          enabled=not no_smtp))
+    except UnsubkitError as exc:
+        fail(str(exc))
+    if not no_webhooks:
+        from ..hooks import webhook_service
+
+        services.append(webhook_service)
     app = create_app(kit, services=services)
     # Access logs are off: request paths carry tokens, which are capabilities.
     uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,

@@ -74,6 +74,8 @@ class Source:
     API = "API"
     IMPORT = "Import"
     CLI = "CLI"
+    #: Opt-outs carried from a contact to its addresses when they leave it (unlink, delete).
+    CONTACTS = "Contact management"
 
 
 class Reason:
@@ -84,6 +86,13 @@ class Reason:
     RESUBSCRIBE = "Opt-in - Resubscribe"
     IMPORT = "Import"
     API = "API"
+    CLI = "CLI"
+    BULK_EMAIL_DENY = "Bulk email - do not allow"
+    BULK_EMAIL_ALLOW = "Bulk email - allow"
+
+    @staticmethod
+    def carried_over(contact_id: int) -> str:
+        return f"Carried over from contact #{contact_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +165,9 @@ class ConsentChange:
     meta: RequestMeta = field(default_factory=RequestMeta)
     #: When the token behind this change was issued (for the automated-opt-out heuristics).
     token_issued_at: int | None = None
+    #: A handler that replaces the built-in action (the brand's ``replace_default_with``): the
+    #: event is recorded (``changed=False``) and handed to that handler, the state is untouched.
+    replace_with: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +186,14 @@ class Event:
     at: float
     client_ip: str | None = None
     user_agent: str | None = None
+    #: The contact owning the address when the event was recorded (for audit and history).
     contact_id: int | None = None
     #: True when the state changed; a repeated opt-out is recorded but changes nothing.
     changed: bool = True
     suspected_automated: bool = False
     evidence: str | None = None
+    #: IDENTITY when an opt-out was written on the contact (all its addresses), CHANNEL when on
+    #: the address alone. See :func:`unsubkit.consent.history.subjects_of`.
+    level: ConsentLevel = ConsentLevel.CHANNEL
+    #: The contact point (address row) the event belongs to.
+    point_id: int | None = None

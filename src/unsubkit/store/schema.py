@@ -32,6 +32,9 @@ __all__ = [
     "outbox",
     "purposes",
     "topics",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ]
 
 metadata = MetaData(
@@ -144,5 +147,65 @@ outbox = Table(
     Column("event_id", Id, ForeignKey("events.id"), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("processed_at", Float, nullable=True),
+    # Set when a brand's handler replaced the default action (migration 0002_webhooks).
+    Column("replaced_by", String(300), nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.processed_at, outbox.c.id)
+
+# Webhook endpoints (migration 0002_webhooks). Filters are JSON arrays; empty means "all".
+# Secrets are stored so that workers can sign; they are shown once, when created or rotated.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("previous_secret", String(200), nullable=True),
+    Column("previous_secret_until", Float, nullable=True),
+    Column("brands", Text, nullable=False),
+    Column("purposes", Text, nullable=False),
+    Column("event_types", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),
+)
+
+# One row per (event, target): a webhook endpoint or a handler. status is pending, delivered,
+# dead or cancelled; a pending row with locked_until in the future is in flight on locked_by.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False, index=True),
+    Column("target_kind", String(10), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("msg_id", String(100), nullable=False),
+    Column("event_type", String(50), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("locked_until", Float, nullable=True),
+    Column("locked_by", String(64), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("replay_of", Id, nullable=True),
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_deliveries_target", webhook_deliveries.c.target, webhook_deliveries.c.status)
+
+# Append-only log of every attempt (for `webhooks dead` and debugging receivers).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+)

@@ -241,7 +241,10 @@ class SQLStore:
         )
         prev = conn.execute(select(consent_state.c.opted_out).where(key)).scalar_one_or_none()
         opted_out = ch.action is Action.OPT_OUT
-        changed = prev is None and opted_out or prev is not None and bool(prev) != opted_out
+        changed = (prev is None and opted_out) or (prev is not None and bool(prev) != opted_out)
+        if ch.replace_with:
+            # The brand's handler replaces the default action: record, notify, change nothing.
+            changed = False
         suspected, evidence = self.annotate(ch, at) if self.annotate else (False, None)
         event_id = conn.execute(
             events.insert()
@@ -267,7 +270,7 @@ class SQLStore:
             )
             .returning(events.c.id)
         ).scalar_one()
-        if changed or prev is None:
+        if (changed or prev is None) and not ch.replace_with:
             stmt = self._insert(consent_state).values(
                 subject_type=subject_type,
                 subject_id=subject_id,
@@ -284,7 +287,10 @@ class SQLStore:
                     set_={"opted_out": opted_out, "updated_at": at, "event_id": event_id},
                 )
             )
-        conn.execute(outbox.insert().values(event_id=event_id, created_at=at))
+        row: dict[str, Any] = {"event_id": event_id, "created_at": at}
+        if ch.replace_with:
+            row["replaced_by"] = ch.replace_with
+        conn.execute(outbox.insert().values(**row))
         return Event(
             id=event_id,
             address=ch.address,

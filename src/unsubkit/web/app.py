@@ -22,6 +22,7 @@ from .api import api_routes
 from .context import Metrics, WebContext
 from .oneclick import one_click_get, one_click_post
 from .pages import make_templates, preference_get, preference_post
+from .webhooks_api import webhook_routes
 from .writer import GroupCommitWriter
 
 __all__ = ["BackgroundService", "create_app"]
@@ -80,6 +81,7 @@ def create_app(kit: Unsubkit, *, services: Sequence[BackgroundService] = ()) -> 
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         *api_routes(),
+        *webhook_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.ctx = ctx

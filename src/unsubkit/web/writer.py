@@ -78,7 +78,7 @@ class GroupCommitWriter:
         flat = [ch for p in batch for ch in p.changes]
         try:
             events = await asyncio.to_thread(self._record, flat)
-        except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
+        except Exception as exc:
             if not isinstance(exc, StoreError):
                 log.exception("unexpected error while recording opt-outs")
                 exc = StoreError("internal error while recording")

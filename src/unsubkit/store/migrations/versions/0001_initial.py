@@ -31,7 +31,9 @@ def upgrade() -> None:
     op.create_table(
         "topics",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column("purpose_id", Id, sa.ForeignKey("purposes.id", name="fk_topics_purpose_id_purposes"), nullable=False),
+        sa.Column(
+            "purpose_id", Id, sa.ForeignKey("purposes.id", name="fk_topics_purpose_id_purposes"), nullable=False
+        ),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
@@ -50,7 +52,9 @@ def upgrade() -> None:
         "contact_points",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("address", sa.String(320), nullable=False),
-        sa.Column("contact_id", Id, sa.ForeignKey("contacts.id", name="fk_contact_points_contact_id_contacts"), nullable=True),
+        sa.Column(
+            "contact_id", Id, sa.ForeignKey("contacts.id", name="fk_contact_points_contact_id_contacts"), nullable=True
+        ),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.UniqueConstraint("address", name="uq_contact_points_address"),
     )
@@ -102,7 +106,9 @@ def upgrade() -> None:
     op.create_table(
         "outbox",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column("event_id", Id, sa.ForeignKey("events.id", name="fk_outbox_event_id_events"), nullable=False),
+        sa.Column(
+            "event_id", Id, sa.ForeignKey("events.id", name="fk_outbox_event_id_events"), nullable=False
+        ),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("processed_at", sa.Float, nullable=True),
     )

@@ -1,0 +1,445 @@
+"""Webhook tables on SQLAlchemy Core: endpoints, fan-out of the outbox, claims, results.
+
+Exclusivity, the one property that matters with several workers on one database:
+
+- PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks rows no other transaction holds, and
+  the same transaction stamps them with a lease (``locked_until``, ``locked_by``) before it
+  commits. Later claims filter on the lease, so a claimed attempt is never claimed again while
+  its worker is within the lease. A worker killed mid-delivery simply lets the lease run out.
+- SQLite: every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`unsubkit.store.engine`),
+  so claims are serialized by the database's single writer; the lease works the same way.
+
+Results are written only by the worker holding the claim (``locked_by`` and ``attempts`` must
+still match), so a worker that overran its lease cannot overwrite a newer attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import WebhookError
+from ..store.errors import translate
+from ..store.schema import (
+    events,
+    outbox,
+    purposes,
+    topics,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+)
+from ..store.sql import row_to_event
+from .model import (
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EventFacts,
+    TargetKind,
+    encode_payload,
+    event_payload,
+    message_id,
+)
+from .signing import new_secret
+
+__all__ = ["Claim", "HookStore"]
+
+T = TypeVar("T")
+D = webhook_deliveries
+E = webhook_endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery this worker now owns until ``locked_until``; ``attempt`` is its number."""
+
+    delivery: Delivery
+    attempt: int
+    locked_until: float
+    endpoint: Endpoint | None
+
+
+def _endpoint(r: Any) -> Endpoint:
+    return Endpoint(
+        id=r.id,
+        url=r.url,
+        description=r.description,
+        brands=tuple(json.loads(r.brands)),
+        purposes=tuple(json.loads(r.purposes)),
+        event_types=tuple(json.loads(r.event_types)),
+        created_at=r.created_at,
+        secret=r.secret,
+        previous_secret=r.previous_secret,
+        previous_secret_until=r.previous_secret_until,
+    )
+
+
+def _delivery(r: Any) -> Delivery:
+    return Delivery(
+        id=r.id,
+        event_id=r.event_id,
+        target_kind=TargetKind(r.target_kind),
+        target=r.target,
+        msg_id=r.msg_id,
+        event_type=r.event_type,
+        payload=r.payload,
+        status=DeliveryStatus(r.status),
+        attempts=r.attempts,
+        created_at=r.created_at,
+        next_attempt_at=r.next_attempt_at,
+        last_status=r.last_status,
+        last_error=r.last_error,
+        delivered_at=r.delivered_at,
+        replay_of=r.replay_of,
+    )
+
+
+def _new_row(facts: EventFacts, kind: TargetKind, target: str, now: float, replay_of: int | None = None,
+             body: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": facts.event.id,
+        "target_kind": str(kind),
+        "target": target,
+        "msg_id": message_id(facts.event.id, target),
+        "event_type": facts.type,
+        "payload": body if body is not None else encode_payload(event_payload(facts)),
+        "status": str(DeliveryStatus.PENDING),
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "replay_of": replay_of,
+    }
+
+
+class HookStore:
+    """Thread-safe (one engine, pooled connections); each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.tx() as conn:
+            return fn(conn)
+
+    # endpoints ----------------------------------------------------------------------------
+
+    def add_endpoint(
+        self,
+        url: str,
+        *,
+        now: float,
+        brands: Sequence[str] = (),
+        purposes: Sequence[str] = (),
+        event_types: Sequence[str] = (),
+        description: str = "",
+    ) -> Endpoint:
+        """Register ``url``; the returned endpoint carries its new secret (show it once)."""
+        ep = Endpoint(
+            id="ep_" + secrets.token_hex(8),
+            url=url,
+            description=description,
+            brands=tuple(dict.fromkeys(brands)),
+            purposes=tuple(dict.fromkeys(purposes)),
+            event_types=tuple(dict.fromkeys(event_types)),
+            created_at=now,
+            secret=new_secret(),
+        )
+        with self.tx() as conn:
+            conn.execute(
+                E.insert().values(
+                    id=ep.id, url=ep.url, description=ep.description, secret=ep.secret,
+                    brands=json.dumps(list(ep.brands)), purposes=json.dumps(list(ep.purposes)),
+                    event_types=json.dumps(list(ep.event_types)), created_at=now,
+                )
+            )
+        return ep
+
+    def _live(self, conn: Connection) -> list[Endpoint]:
+        q = select(E).where(E.c.deleted_at.is_(None)).order_by(E.c.created_at, E.c.id)
+        return [_endpoint(r) for r in conn.execute(q)]
+
+    def endpoints(self) -> list[Endpoint]:
+        return self._read(self._live)
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        q = select(E).where(E.c.id == endpoint_id, E.c.deleted_at.is_(None))
+        row = self._read(lambda c: c.execute(q).first())
+        if row is None:
+            raise WebhookError(f"no webhook endpoint {endpoint_id!r}")
+        return _endpoint(row)
+
+    def remove_endpoint(self, endpoint_id: str, *, now: float) -> int:
+        """Remove the endpoint and cancel its undelivered deliveries; returns how many."""
+        self.endpoint(endpoint_id)
+        with self.tx() as conn:
+            conn.execute(update(E).where(E.c.id == endpoint_id).values(deleted_at=now))
+            res = conn.execute(
+                update(D)
+                .where(D.c.target == endpoint_id, D.c.target_kind == str(TargetKind.WEBHOOK),
+                       D.c.status == str(DeliveryStatus.PENDING))
+                .values(status=str(DeliveryStatus.CANCELLED), locked_until=None, last_error="endpoint removed")
+            )
+            return int(res.rowcount or 0)
+
+    def rotate_secret(self, endpoint_id: str, *, now: float, grace: float) -> Endpoint:
+        """A new secret; the old one keeps signing (beside the new) for ``grace`` seconds."""
+        old = self.endpoint(endpoint_id)
+        fresh = new_secret()
+        with self.tx() as conn:
+            conn.execute(
+                update(E).where(E.c.id == endpoint_id).values(
+                    secret=fresh,
+                    previous_secret=old.secret if grace > 0 else None,
+                    previous_secret_until=now + grace if grace > 0 else None,
+                )
+            )
+        return self.endpoint(endpoint_id)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per target and status."""
+        q = select(D.c.target, D.c.status, func.count()).group_by(D.c.target, D.c.status)
+        out: dict[str, dict[str, int]] = {}
+        for target, status, n in self._read(lambda c: c.execute(q).all()):
+            out.setdefault(target, {})[status] = int(n)
+        return out
+
+    # fan-out ------------------------------------------------------------------------------
+
+    def _facts(self, conn: Connection, where: Any, replaced: dict[int, str | None] | None = None) -> list[EventFacts]:
+        q = (
+            select(events, purposes.c.name.label("purpose_name"), topics.c.name.label("topic_name"))
+            .select_from(
+                events.outerjoin(purposes, purposes.c.id == events.c.purpose_id)
+                .outerjoin(topics, topics.c.id == events.c.topic_id)
+            )
+            .where(where)
+            .order_by(events.c.id)
+        )
+        rows = conn.execute(q).all()
+        if replaced is None:
+            ids = [r.id for r in rows]
+            replaced = {}
+            if ids:
+                for eid, by in conn.execute(
+                    select(outbox.c.event_id, outbox.c.replaced_by).where(
+                        outbox.c.event_id.in_(ids), outbox.c.replaced_by.is_not(None)
+                    )
+                ):
+                    replaced[eid] = by
+        return [EventFacts(row_to_event(r), r.purpose_name, r.topic_name, replaced.get(r.id)) for r in rows]
+
+    def fan_out(self, *, now: float, handlers: Sequence[str] = (), limit: int = 500) -> int:
+        """Turn unprocessed outbox rows into deliveries (one per matching target), atomically:
+        the outbox rows are marked processed in the same transaction. Returns rows processed."""
+        with self.tx() as conn:
+            picked = conn.execute(
+                select(outbox.c.id, outbox.c.event_id, outbox.c.replaced_by)
+                .where(outbox.c.processed_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not picked:
+                return 0
+            replaced = {r.event_id: r.replaced_by for r in picked}
+            facts = self._facts(conn, events.c.id.in_(list(replaced)), replaced)
+            endpoints = self._live(conn)
+            rows: list[dict[str, Any]] = []
+            for f in facts:
+                body = encode_payload(event_payload(f))
+                rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now, body=body) for ep in endpoints if ep.accepts(f)]
+                # A replacement handler runs for its brand's events even if not listed globally.
+                targets = list(dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])]))
+                rows += [_new_row(f, TargetKind.HANDLER, h, now, body=body) for h in targets]
+            if rows:
+                conn.execute(D.insert(), rows)
+            conn.execute(
+                update(outbox).where(outbox.c.id.in_([r.id for r in picked])).values(processed_at=now)
+            )
+            return len(picked)
+
+    def pending_outbox(self) -> int:
+        q = select(func.count()).select_from(outbox).where(outbox.c.processed_at.is_(None))
+        return int(self._read(lambda c: c.execute(q).scalar_one()))
+
+    # claims and results -------------------------------------------------------------------
+
+    def claim(self, *, now: float, worker: str, lease: float, limit: int) -> list[Claim]:
+        """Take up to ``limit`` due deliveries for ``worker`` (see the module docstring)."""
+        if limit <= 0:
+            return []
+        due = and_(
+            D.c.status == str(DeliveryStatus.PENDING),
+            D.c.next_attempt_at <= now,
+            or_(D.c.locked_until.is_(None), D.c.locked_until <= now),
+        )
+        until = now + lease
+        with self.tx() as conn:
+            rows = conn.execute(
+                select(D).where(due).order_by(D.c.next_attempt_at, D.c.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            conn.execute(
+                update(D).where(D.c.id.in_(ids))
+                .values(locked_until=until, locked_by=worker, attempts=D.c.attempts + 1)
+            )
+            wanted = {r.target for r in rows if r.target_kind == str(TargetKind.WEBHOOK)}
+            eps = {
+                r.id: _endpoint(r)
+                for r in conn.execute(select(E).where(E.c.id.in_(wanted), E.c.deleted_at.is_(None)))
+            } if wanted else {}
+        return [Claim(_delivery(r), r.attempts + 1, until, eps.get(r.target)) for r in rows]
+
+    def _log(self, conn: Connection, claim: Claim, worker: str, started: float, duration: float,
+             status_code: int | None, error: str | None) -> None:
+        conn.execute(
+            webhook_attempts.insert().values(
+                delivery_id=claim.delivery.id, attempt=claim.attempt, worker=worker, started_at=started,
+                duration_ms=round(duration * 1000, 3), status_code=status_code,
+                error=error[:1000] if error else None,
+            )
+        )
+
+    def _mine(self, claim: Claim, worker: str) -> Any:
+        return and_(D.c.id == claim.delivery.id, D.c.locked_by == worker, D.c.attempts == claim.attempt,
+                    D.c.status == str(DeliveryStatus.PENDING))
+
+    def succeed(self, claim: Claim, *, worker: str, now: float, started: float, status_code: int | None) -> bool:
+        """Mark delivered; ``False`` if the claim was lost (another worker owns it now)."""
+        with self.tx() as conn:
+            self._log(conn, claim, worker, started, now - started, status_code, None)
+            res = conn.execute(
+                update(D).where(self._mine(claim, worker)).values(
+                    status=str(DeliveryStatus.DELIVERED), delivered_at=now, locked_until=None,
+                    last_status=status_code, last_error=None,
+                )
+            )
+            return bool(res.rowcount)
+
+    def fail(self, claim: Claim, *, worker: str, now: float, started: float, status_code: int | None,
+             error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt: retry at ``retry_at``, or dead when it is ``None``."""
+        values: dict[str, Any] = {"locked_until": None, "last_status": status_code, "last_error": error[:1000]}
+        if retry_at is None:
+            values["status"] = str(DeliveryStatus.DEAD)
+        else:
+            values["next_attempt_at"] = retry_at
+        with self.tx() as conn:
+            self._log(conn, claim, worker, started, now - started, status_code, error)
+            res = conn.execute(update(D).where(self._mine(claim, worker)).values(**values))
+            return bool(res.rowcount)
+
+    def release(self, claim: Claim, *, worker: str) -> None:
+        """Give a claim back untried (worker shutting down): due again at once, attempt not counted."""
+        with self.tx() as conn:
+            conn.execute(
+                update(D).where(self._mine(claim, worker))
+                .values(locked_until=None, locked_by=None, attempts=D.c.attempts - 1)
+            )
+
+    # inspection and replay ----------------------------------------------------------------
+
+    def deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        target: str | None = None,
+        event_id: int | None = None,
+        limit: int = 1000,
+    ) -> list[Delivery]:
+        q = select(D).order_by(D.c.id).limit(limit)
+        if status is not None:
+            q = q.where(D.c.status == str(status))
+        if target is not None:
+            q = q.where(D.c.target == target)
+        if event_id is not None:
+            q = q.where(D.c.event_id == event_id)
+        return self._read(lambda c: [_delivery(r) for r in c.execute(q)])
+
+    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
+        q = select(webhook_attempts).where(webhook_attempts.c.delivery_id == delivery_id).order_by(
+            webhook_attempts.c.id
+        )
+        return self._read(lambda c: [dict(r._mapping) for r in c.execute(q)])
+
+    def replay_dead(self, *, now: float, target: str | None = None) -> int:
+        """Queue every dead delivery (of ``target``) again; the dead rows become ``replayed``."""
+        with self.tx() as conn:
+            q = select(D).where(D.c.status == str(DeliveryStatus.DEAD)).with_for_update(skip_locked=True)
+            if target is not None:
+                q = q.where(D.c.target == target)
+            dead = conn.execute(q).all()
+            live = {ep.id for ep in self._live(conn)}
+            rows = [
+                {
+                    "event_id": r.event_id, "target_kind": r.target_kind, "target": r.target,
+                    "msg_id": r.msg_id, "event_type": r.event_type, "payload": r.payload,
+                    "status": str(DeliveryStatus.PENDING), "attempts": 0, "created_at": now,
+                    "next_attempt_at": now, "replay_of": r.id,
+                }
+                for r in dead
+                if r.target_kind != str(TargetKind.WEBHOOK) or r.target in live
+            ]
+            if rows:
+                conn.execute(D.insert(), rows)
+                conn.execute(
+                    update(D).where(D.c.id.in_([r["replay_of"] for r in rows]))
+                    .values(status=str(DeliveryStatus.REPLAYED))
+                )
+            return len(rows)
+
+    def replay_events(
+        self,
+        *,
+        now: float,
+        since: float | None = None,
+        event_ids: Sequence[int] = (),
+        endpoint_id: str | None = None,
+        handlers: Sequence[str] = (),
+    ) -> int:
+        """Deliver past events again (fresh payloads, same ``webhook-id``) to the endpoint, or to
+        every endpoint whose filters match plus the configured handlers. Returns deliveries queued."""
+        if since is None and not event_ids:
+            raise WebhookError("say which events to replay (--since or --event)")
+        if endpoint_id is not None:
+            self.endpoint(endpoint_id)
+        conds = []
+        if since is not None:
+            conds.append(events.c.at >= since)
+        if event_ids:
+            conds.append(events.c.id.in_(list(event_ids)))
+        with self.tx() as conn:
+            facts = self._facts(conn, or_(*conds))
+            if event_ids:
+                missing = set(event_ids) - {f.event.id for f in facts}
+                if missing:
+                    raise WebhookError(f"no event with id {min(missing)}")
+            eps = [ep for ep in self._live(conn) if endpoint_id is None or ep.id == endpoint_id]
+            rows: list[dict[str, Any]] = []
+            for f in facts:
+                rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now) for ep in eps if ep.accepts(f)]
+                if endpoint_id is None:
+                    targets = dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])])
+                    rows += [_new_row(f, TargetKind.HANDLER, h, now) for h in targets]
+            if rows:
+                conn.execute(D.insert(), rows)
+            return len(rows)
