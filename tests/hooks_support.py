@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ class Receiver:
         self.extra_headers: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._conns: set[socket.socket] = set()
+        self._running = False
         self._thread: threading.Thread | None = None
 
     @property
@@ -56,7 +59,16 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._conns.add(self.connection)
+
             def do_POST(self) -> None:
+                if not receiver._running:
+                    # Stopped: a kept-alive connection must not keep answering.
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 rec = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
@@ -89,12 +101,20 @@ class Receiver:
                     raise
                 time.sleep(0.1)
         self._server.daemon_threads = True
+        self._running = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection (clients keep connections alive)."""
+        self._running = False
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -6,9 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _audit_support import CORPUS, fixture
-from unsubkit.audit import CheckOptions, StaticKeys, check_message
+from unsubkit.audit import CheckOptions, OwnTokens, StaticKeys, check_message
+from unsubkit.tokens import KeyRing, TokenCodec, new_key
 
+SNIPPETS = [b"<", b">", b",", b"\r\n ", b"=?utf-8?q?", b"\x00", b"\r\n\r\n", b"--"]
 KEYS = StaticKeys({"sel._domainkey.example.com": "v=DKIM1; k=rsa; p=garbage"})
+TOKENS = OwnTokens(TokenCodec(KeyRing([new_key(0.0)])), ("https://unsub.example.com",), ("unsubscribe@example.com",))
+OPTIONS = CheckOptions(keys=KEYS, tokens=TOKENS)
 
 HEADER_NAMES = ["From", "To", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post", "DKIM-Signature",
                 "Content-Type", "Content-Transfer-Encoding", "MIME-Version", "X-Junk"]
@@ -21,7 +25,7 @@ structured = st.builds(
 
 
 def assert_survives(raw: bytes) -> None:
-    report = check_message(raw, CheckOptions(keys=KEYS))
+    report = check_message(raw, OPTIONS)
     assert "LU999" not in report.codes, report.findings
     assert report.verdict.value in ("pass", "warn", "fail")
     report.to_dict()
@@ -43,9 +47,10 @@ def test_random_header_sections(raw: bytes) -> None:
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_real_messages(data: st.DataObject) -> None:
     names = sorted(p.name for p in CORPUS.glob("*.eml"))[:6]
-    raw = bytearray(
-        fixture("compliant.eml") if data.draw(st.booleans()) else (CORPUS / data.draw(st.sampled_from(names))).read_bytes()
-    )
+    if data.draw(st.booleans()):
+        raw = bytearray(fixture("compliant.eml"))
+    else:
+        raw = bytearray((CORPUS / data.draw(st.sampled_from(names))).read_bytes())
     for _ in range(data.draw(st.integers(1, 8))):
         pos = data.draw(st.integers(0, len(raw) - 1))
         op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -54,7 +59,7 @@ def test_mutated_real_messages(data: st.DataObject) -> None:
         elif op == "cut":
             del raw[pos : pos + data.draw(st.integers(1, 200))]
         else:
-            raw[pos:pos] = data.draw(st.sampled_from([b"<", b">", b",", b"\r\n ", b"=?utf-8?q?", b"\x00", b"\r\n\r\n", b"--"]))
+            raw[pos:pos] = data.draw(st.sampled_from(SNIPPETS))
         if not raw:
             break
     assert_survives(bytes(raw))

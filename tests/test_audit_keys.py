@@ -22,15 +22,16 @@ from unsubkit.errors import DKIMError
 def test_pem_public_private_zone_and_bare_records() -> None:
     key = rsa_key()
     want = rsa_record(key)
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem, spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pub = key.public_key().public_bytes(pem, spki)
+    priv = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     assert key_record_from_bytes(pub) == want
     assert key_record_from_bytes(priv) == want
     p = want.split("p=")[1]
     zone = f'sel._domainkey IN TXT ( "v=DKIM1; k=rsa; "\n  "p={p[:100]}" "{p[100:]}" )'.encode()
     assert key_record_from_bytes(zone) == want
     assert key_record_from_bytes(want.encode() + b"\n") == want
-    ed_pub = ed_key().public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ed_pub = ed_key().public_key().public_bytes(pem, spki)
     assert key_record_from_bytes(ed_pub) == ed_record(ed_key())
 
 
@@ -48,7 +49,8 @@ def test_static_keys_normalize_names() -> None:
 
 def test_unusable_published_record_is_a_failure() -> None:
     raw = sign(fixture("compliant.eml"))
-    report = check_message(raw, CheckOptions(keys=StaticKeys({"sel._domainkey.example.com": "v=DKIM1; k=rsa; p=bm9ub25zZW5zZQ=="})))
+    junk = StaticKeys({"sel._domainkey.example.com": "v=DKIM1; k=rsa; p=bm9ub25zZW5zZQ=="})
+    report = check_message(raw, CheckOptions(keys=junk))
     assert "LU103" in report.codes
     assert "unusable" in next(f for f in report.findings if f.code == "LU103").detail
 

@@ -146,7 +146,8 @@ def test_fields_covered_only_by_the_esp_signature() -> None:
 
 def test_second_list_unsubscribe_added_after_signing_breaks_the_signature() -> None:
     raw = sign(fixture("compliant.eml"))
-    tampered = raw.replace(b"List-Unsubscribe-Post:", b"List-Unsubscribe: <https://evil.example.net/x>\r\nList-Unsubscribe-Post:", 1)
+    extra = b"List-Unsubscribe: <https://evil.example.net/x>\r\n"
+    tampered = raw.replace(b"List-Unsubscribe-Post:", extra + b"List-Unsubscribe-Post:", 1)
     codes = check_with(tampered, own_key())
     assert {"LU002", "LU103"} <= codes
 

@@ -50,7 +50,8 @@ def test_errors_exit_one_and_json_has_every_finding(tmp_path: Path) -> None:
 
 def test_warnings_only_exit_zero(tmp_path: Path) -> None:
     eml = write(tmp_path, "w.eml", sign(fixture("compliant.eml"), oversign=False))
-    res = runner.invoke(app, ["check", eml, "--json", "--dkim-key", f"sel._domainkey.example.com={pubkey_file(tmp_path)}"])
+    key = f"sel._domainkey.example.com={pubkey_file(tmp_path)}"
+    res = runner.invoke(app, ["check", eml, "--json", "--dkim-key", key])
     assert res.exit_code == 0
     assert json.loads(res.stdout)["messages"][0]["verdict"] == "warn"
 
@@ -102,7 +103,8 @@ def test_garbage_input_is_reported_not_crashed(tmp_path: Path) -> None:
 def test_own_tokens_with_a_local_configuration(tmp_path: Path) -> None:
     env = cli_env(tmp_path, f"sqlite:///{tmp_path / 'k.db'}")
     run_cli("init", env=env)
-    data = json.loads(run_cli("headers", "--to", "jane@example.org", "--purpose", "marketing", "--json", env=env).stdout)
+    out = run_cli("headers", "--to", "jane@example.org", "--purpose", "marketing", "--json", env=env)
+    data = json.loads(out.stdout)
     headers = "".join(f"{k}: {v}\r\n" for k, v in data["headers"].items()).encode()
     raw = fixture("compliant.eml")
     start, end = raw.index(b"List-Unsubscribe:"), raw.index(b"Content-Type: multipart")

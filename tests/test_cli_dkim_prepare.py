@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, run_cli
 
+from conftest import cli_env, run_cli
 from mailcorpus import SAMPLES, real_newsletters, verify_all
 
 BRAND_TOML = (
@@ -21,19 +21,23 @@ BRAND_TOML = (
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = cli_env(tmp_path, f"sqlite:///{tmp_path / 'u.db'}", BRAND_TOML)
+    """A fresh config and data dir (no `init`: `dkim` does not need the database)."""
+    return cli_env(tmp_path, f"sqlite:///{tmp_path / 'u.db'}", BRAND_TOML)
+
+
+@pytest.fixture(scope="module")
+def signed_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, str]]:
+    """One initialized instance with the brand's two keys, shared by the prepare tests
+    (each CLI run starts a whole interpreter, so this saves a lot of time)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    e = cli_env(tmp, f"sqlite:///{tmp / 'u.db'}", BRAND_TOML)
     run_cli("init", env=e)
-    return e
-
-
-@pytest.fixture
-def records(env: dict[str, str]) -> dict[str, str]:
-    out = {}
+    records = {}
     for args in (["--selector", "s1"], ["--selector", "e1", "--algorithm", "ed25519"]):
-        res = run_cli("dkim", "keygen", "--domain", "example.com", *args, "--json", env=env)
+        res = run_cli("dkim", "keygen", "--domain", "example.com", *args, "--json", env=e)
         info = json.loads(res.stdout)
-        out[info["dns_name"]] = info["txt"]
-    return out
+        records[info["dns_name"]] = info["txt"]
+    return e, records
 
 
 def one_error_line(res) -> str:
@@ -93,7 +97,8 @@ def test_dkim_record_of_missing_key(env) -> None:
     assert "keygen" in one_error_line(run_cli("dkim", "record", "nope", env=env, check=False))
 
 
-def test_prepare_file_to_stdout(env, records, tmp_path: Path) -> None:
+def test_prepare_file_to_stdout(signed_setup, tmp_path: Path) -> None:
+    env, records = signed_setup
     src = tmp_path / "in.eml"
     src.write_bytes(SAMPLES["alternative_with_attachments"]())
     res = run_cli("prepare", str(src), "--to", "jane@example.org", "--purpose", "marketing",
@@ -107,7 +112,8 @@ def test_prepare_file_to_stdout(env, records, tmp_path: Path) -> None:
     assert 'href="https://unsub.example.com/p/' in html_part.get_content()
 
 
-def test_prepare_stdin_lf_to_output_file(env, records, tmp_path: Path) -> None:
+def test_prepare_stdin_lf_to_output_file(signed_setup, tmp_path: Path) -> None:
+    env, records = signed_setup
     raw = SAMPLES["eight_bit_lf"]()
     target = tmp_path / "out.eml"
     run_cli("prepare", "-", "--to", "jane@example.org", "--purpose", "marketing",
@@ -118,7 +124,8 @@ def test_prepare_stdin_lf_to_output_file(env, records, tmp_path: Path) -> None:
     assert b"Hallo J\xc3\xbcrgen" in out
 
 
-def test_prepare_transactional_is_signed_without_fields(env, records, tmp_path: Path) -> None:
+def test_prepare_transactional_is_signed_without_fields(signed_setup, tmp_path: Path) -> None:
+    env, records = signed_setup
     src = tmp_path / "in.eml"
     src.write_bytes(SAMPLES["plain_ascii"]())
     out = run_cli("prepare", str(src), "--to", "jane@example.org", "--purpose", "transactional",
@@ -128,7 +135,8 @@ def test_prepare_transactional_is_signed_without_fields(env, records, tmp_path: 
     assert out.endswith(SAMPLES["plain_ascii"]().split(b"\r\n\r\n", 1)[1])
 
 
-def test_prepare_real_newsletter_replaces_fields(env, records, tmp_path: Path) -> None:
+def test_prepare_real_newsletter_replaces_fields(signed_setup) -> None:
+    env, records = signed_setup
     path = next(p for p in real_newsletters() if p.name.startswith("sendinblue"))
     res = run_cli("prepare", str(path), "--to", "hpot2212u1@untrack.email", "--purpose",
                   "marketing", env=env, input=b"")
@@ -144,7 +152,8 @@ def test_prepare_real_newsletter_replaces_fields(env, records, tmp_path: Path) -
     (["--to", "a@example.org", "--purpose", "nope"], "nope"),
     (["--to", "not-an-address", "--purpose", "marketing"], "address"),
 ])
-def test_prepare_bad_input_is_one_line(env, records, tmp_path: Path, args, needle) -> None:
+def test_prepare_bad_input_is_one_line(signed_setup, tmp_path: Path, args, needle) -> None:
+    env, _ = signed_setup
     src = tmp_path / "in.eml"
     src.write_bytes(SAMPLES["plain_ascii"]())
     res = run_cli("prepare", str(src), *args, env=env, check=False, input=b"")
@@ -152,7 +161,8 @@ def test_prepare_bad_input_is_one_line(env, records, tmp_path: Path, args, needl
     assert res.stdout == b""
 
 
-def test_prepare_missing_file_and_empty_stdin(env) -> None:
+def test_prepare_missing_file_and_empty_stdin(signed_setup) -> None:
+    env, _ = signed_setup
     res = run_cli("prepare", "missing.eml", "--to", "a@example.org", "--purpose", "marketing",
                   env=env, check=False, input=b"")
     assert "missing.eml" in one_error_line(res)
@@ -162,6 +172,7 @@ def test_prepare_missing_file_and_empty_stdin(env) -> None:
 
 
 def test_prepare_with_missing_brand_key(env, tmp_path: Path) -> None:
+    run_cli("init", env=env)
     src = tmp_path / "in.eml"
     src.write_bytes(SAMPLES["plain_ascii"]())
     res = run_cli("prepare", str(src), "--to", "a@example.org", "--purpose", "marketing",

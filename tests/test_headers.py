@@ -199,9 +199,25 @@ def test_parse_tolerates_comments_and_folding() -> None:
 
 
 def test_build_rejects_bad_uris() -> None:
-    for bad in ([], ["https://a.example/u 1"], ["https://a.example/<x>"], ["https://a.example/é"]):
+    for bad in ([], ["https://a.example/u 1"], ["https://a.example/<x>"], ["https://a.example/é"], [""]):
         with pytest.raises(HeaderError):
             build_list_unsubscribe(bad)
+
+
+@pytest.mark.parametrize("tail", ["\n", "\r\n", "\r\nBcc: victim@example.com", "\nX: y\n"])
+def test_no_header_injection_through_a_uri(tail: str) -> None:
+    with pytest.raises(HeaderError):
+        build_list_unsubscribe(["https://a.example/u/TOKEN" + tail])
+    with pytest.raises(HeaderError):
+        UnsubscribeHeaders(url=None, mailto=mailto_uri("unsubscribe@example.com") + tail).as_dict()
+    msg = EmailMessage()
+    with pytest.raises(HeaderError):
+        set_unsubscribe_headers(msg, UnsubscribeHeaders(url="https://a.example/u/T" + tail, mailto=None))
+    msg[LIST_UNSUBSCRIBE] = "<mailto:old@example.com>"
+    for name in (LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST):
+        with pytest.raises(HeaderError):
+            set_unsubscribe_headers(msg, {LIST_UNSUBSCRIBE: "<https://ok.example/u/T>", name: "<x:y>" + tail})
+    assert msg.get_all(LIST_UNSUBSCRIBE) == ["<mailto:old@example.com>"]  # left as it was
 
 
 # -- through the stdlib -----------------------------------------------------------------------------

@@ -148,6 +148,7 @@ def test_replacement_handler_records_the_event_but_not_the_state(handlers_module
         assert [e.id for e in kit.status("jane@example.com").events] == [events[0].id]
         assert run(DeliveryWorker.from_kit(kit)) == 1
         ((kind, payload),) = handlers_module.CALLS
+        assert kind == "sync"
         assert payload["default_action"] == "replaced" and payload["handler"] == spec
         assert payload["brand"] == "acme" and payload["mechanism"] == "one-click"
         # Another brand keeps the default.

@@ -63,7 +63,8 @@ def test_a_failed_transaction_leaves_neither_event_nor_outbox_row(settings: Sett
     base.close()
 
 
-def test_fan_out_applies_filters_and_marks_outbox_processed(kit: Unsubkit, store: HookStore, clock: FrozenClock) -> None:
+def test_fan_out_applies_filters_and_marks_outbox_processed(kit: Unsubkit, store: HookStore,
+                                                            clock: FrozenClock) -> None:
     kit.store.ensure_purpose("news", PurposeKind.COMMERCIAL)
     all_ = store.add_endpoint("https://a.example/hook", now=clock())
     outs = store.add_endpoint("https://b.example/hook", now=clock(), event_types=["consent.opted_out"])

@@ -321,3 +321,9 @@ def test_real_newsletters(path, signers, records) -> None:
     # Everything else in the header is still there.
     for name in ("From", "To", "Subject", "Date", "Message-ID", "Received"):
         assert len(msg.get_all(name) or []) == len(parse(raw).get_all(name) or []), name
+
+
+def test_legacy_compat32_message_input(signers, records) -> None:
+    legacy = email.message_from_bytes(SAMPLES["plain_ascii"]())  # compat32 policy
+    out = prepare_message(legacy, headers=HEADERS, body_url=BODY_URL, signers=signers)
+    check_prepared(out, records)

@@ -136,13 +136,15 @@ def broken() -> Iterator[tuple[str, Recorder]]:
     srv.stop()
 
 
-SEND = HttpxSender(timeout=5)
+SEND = HttpxSender(timeout=30)
+#: Where slowness is not the subject, a loaded 2-core machine must not turn it into a finding.
+RELAXED = 60.0
 
 
 def test_gmail_shaped_and_multipart_posts_are_exactly_right(broken: tuple[str, Recorder]) -> None:
     base, rec = broken
     rec.requests.clear()
-    report = run_probe(f"{base}/ok/tok1", SEND)
+    report = run_probe(f"{base}/ok/tok1", SEND, slow_after=RELAXED)
     assert report.codes == ["LP010"]  # plain http, but on loopback: info only
     assert report.verdict.value == "pass"
     get, urlenc, multi, empty = rec.requests
@@ -160,7 +162,7 @@ def test_gmail_shaped_and_multipart_posts_are_exactly_right(broken: tuple[str, R
 
 def test_redirecting_endpoint(broken: tuple[str, Recorder]) -> None:
     base, _ = broken
-    report = run_probe(f"{base}/redirect", SEND)
+    report = run_probe(f"{base}/redirect", SEND, slow_after=RELAXED)
     assert set(report.codes) == {"LP003", "LP007", "LP010"}
     assert report.verdict.value == "fail"
     assert all(e.location == "/login?next=/unsub" for e in report.exchanges)  # reported, not followed
@@ -169,7 +171,7 @@ def test_redirecting_endpoint(broken: tuple[str, Recorder]) -> None:
 
 def test_endpoint_needing_a_cookie(broken: tuple[str, Recorder]) -> None:
     base, _ = broken
-    report = run_probe(f"{base}/cookie", SEND)
+    report = run_probe(f"{base}/cookie", SEND, slow_after=RELAXED)
     assert set(report.codes) == {"LP002", "LP004", "LP006", "LP010"}
     assert report.exchanges[0].set_cookies[0].startswith("session=abc;")
     assert all(e.status == 403 for e in report.exchanges)  # the GET's cookie was never sent back
@@ -177,7 +179,7 @@ def test_endpoint_needing_a_cookie(broken: tuple[str, Recorder]) -> None:
 
 def test_server_error(broken: tuple[str, Recorder]) -> None:
     base, _ = broken
-    report = run_probe(f"{base}/error", SEND)
+    report = run_probe(f"{base}/error", SEND, slow_after=RELAXED)
     assert set(report.codes) == {"LP002", "LP006", "LP010"}
     assert [f.detail for f in report.findings if f.code == "LP002"] == [
         "POST urlencoded: 500", "POST multipart: 500", "POST empty: 500"]
@@ -195,12 +197,12 @@ def test_slow_endpoint_and_timeout(broken: tuple[str, Recorder]) -> None:
 
 def test_get_not_a_page_and_post_cookie(broken: tuple[str, Recorder]) -> None:
     base, _ = broken
-    report = run_probe(f"{base}/text", SEND)
+    report = run_probe(f"{base}/text", SEND, slow_after=RELAXED)
     assert set(report.codes) == {"LP004", "LP008", "LP010"}
 
 
 def test_nothing_listening() -> None:
-    report = run_probe(f"http://127.0.0.1:{free_port()}/u/x", SEND)
+    report = run_probe(f"http://127.0.0.1:{free_port()}/u/x", SEND, slow_after=RELAXED)
     assert set(report.codes) == {"LP001", "LP010"}
     assert len(report.exchanges) == 1  # stops after "connection refused"
     assert "connection refused" in report.findings[0].detail
@@ -217,7 +219,7 @@ def test_nothing_listening() -> None:
 )
 def test_token_check(broken: tuple[str, Recorder], mode: str, codes: list[str]) -> None:
     base, _ = broken
-    report = run_probe(f"{base}/changes/{mode}/k-{mode}", SEND, token_check=True)
+    report = run_probe(f"{base}/changes/{mode}/k-{mode}", SEND, token_check=True, slow_after=RELAXED)
     assert report.codes == codes
     assert [e.request.name for e in report.exchanges] == [
         "GET", "HEAD", "GET again", "POST urlencoded", "POST multipart", "POST empty"]
@@ -272,13 +274,13 @@ def test_https_endpoint_reports_tls(tmp_path: Path) -> None:
     srv = ThreadServer(make_app(), ssl_certfile=str(cert), ssl_keyfile=str(key))
     try:
         url = f"https://127.0.0.1:{srv.port}/ok/tls"
-        report = run_probe(url, HttpxSender(timeout=5, verify=str(cert)))
+        report = run_probe(url, HttpxSender(timeout=30, verify=str(cert)), slow_after=RELAXED)
         assert report.codes == []
         tls = report.exchanges[0].tls
         assert tls is not None and tls.version in ("TLSv1.2", "TLSv1.3")
         assert tls.subject == "commonName=unsub.test" and tls.not_after
         assert report.to_dict()["exchanges"][1]["tls"]["version"] == tls.version
-        untrusted = run_probe(url, HttpxSender(timeout=5))
+        untrusted = run_probe(url, HttpxSender(timeout=30), slow_after=RELAXED)
         assert untrusted.codes == ["LP001"]
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.findings[0].detail
     finally:
@@ -292,19 +294,21 @@ def test_against_unsubkit_serve(tmp_path: Path) -> None:
     run_cli("init", env=env)
     server = start_server(env, tmp_path)
     try:
-        data = json.loads(server.cli("headers", "--to", "jane@example.com", "--purpose", "marketing", "--json").stdout)
+        data = json.loads(server.cli("headers", "--to", "jane@example.com", "--purpose", "marketing",
+                                     "--json").stdout)
         url = f"{server.url}/u/{data['token']}"
-        report = run_probe(url, SEND, token_check=True)
+        report = run_probe(url, SEND, token_check=True, slow_after=RELAXED)
         assert report.codes == ["LP010"], report.findings
         assert [e.header("X-Unsubkit-Changed") for e in report.exchanges if e.request.is_post] == ["1", "0", "0"]
         status = json.loads(server.cli("consent", "status", "jane@example.com", "--json").stdout)
         assert any(c["purpose"] == "marketing" and c["opted_out"] for c in status["consent"])
         # The same token again: the first POST now changes nothing, which the check reports.
-        again = run_probe(url, SEND, token_check=True)
+        again = run_probe(url, SEND, token_check=True, slow_after=RELAXED)
         assert again.codes == ["LP021", "LP010"]
         # And through the command line, with a fresh token.
-        data = json.loads(server.cli("headers", "--to", "john@example.com", "--purpose", "marketing", "--json").stdout)
-        res = server.cli("probe", f"{server.url}/u/{data['token']}", "--token-check", "--json")
+        data = json.loads(server.cli("headers", "--to", "john@example.com", "--purpose", "marketing",
+                                     "--json").stdout)
+        res = server.cli("probe", f"{server.url}/u/{data['token']}", "--token-check", "--json", "--slow", "60")
         out = json.loads(res.stdout)
         assert out["verdict"] == "pass" and [f["code"] for f in out["findings"]] == ["LP010"]
         bad = server.cli("probe", f"{server.url}/u/not-a-token", "--json", check=False)
@@ -312,3 +316,28 @@ def test_against_unsubkit_serve(tmp_path: Path) -> None:
         assert {f["code"] for f in json.loads(bad.stdout)["findings"]} >= {"LP002", "LP006"}
     finally:
         server.stop()
+
+
+# -- the command line ----------------------------------------------------------------------
+
+def test_cli_probe_table_and_exit_status(broken: tuple[str, Recorder], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from unsubkit.cli import app
+
+    runner = CliRunner()
+    base, _ = broken
+    res = runner.invoke(app, ["probe", f"{base}/redirect", "--slow", "60"], env={"COLUMNS": "160"})
+    assert res.exit_code == 1
+    assert "POST urlencoded" in res.output and "/login?next=/unsub" in res.output
+    assert "LP003" in res.output and "not compliant" in res.output
+    ok = runner.invoke(app, ["probe", f"{base}/ok/cli", "--json", "--slow", "60"])
+    assert ok.exit_code == 0
+    out = json.loads(ok.stdout)
+    assert out["verdict"] == "pass"
+    assert [e["status"] for e in out["exchanges"]] == [200, 200, 200, 200]
+    assert runner.invoke(app, ["probe", "ftp://x.example/"]).exit_code == 2
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    res = runner.invoke(app, ["probe", f"{base}/ok/x", "--cacert", str(junk)])
+    assert res.exit_code == 2

@@ -117,13 +117,18 @@ def canonicalize_body(body: bytes, canon: Canon) -> bytes:
     return body + _CRLF if body else b""
 
 
+def _relaxed_value(value: bytes) -> bytes:
+    value = value.replace(_CRLF, b"")  # unfold (returns the same object when not folded)
+    if b"\t" in value:
+        value = value.replace(b"\t", b" ")
+    if b"  " in value:
+        value = _SPACES.sub(b" ", value)
+    return value.strip(b" ")
+
+
 def _relaxed_field(field: bytes) -> bytes:
-    name, _, value = field.partition(b":")
-    if b"\r" in value:
-        value = value.replace(_CRLF, b"")
-    if b"\t" in value or b"  " in value:
-        value = _collapse_wsp(value)
-    return name.rstrip(b" \t").lower() + b":" + value.strip(b" \t")
+    colon = field.index(b":")
+    return field[:colon].rstrip(b" \t").lower() + b":" + _relaxed_value(field[colon + 1 :])
 
 
 # -- message parsing (bytes only) ----------------------------------------------------------
@@ -396,12 +401,11 @@ class DKIMSigner:
         for _, key in self._names:
             found = fields.get(key)
             if found:
-                # RFC 6376 5.4.2: repeated names take instances from the bottom up.
                 if len(found) == 1:
                     signed.append(_relaxed_field(found[0]) if relaxed else found[0])
                 else:
-                    for field in reversed(found):
-                        signed.append(_relaxed_field(field) if relaxed else field)
+                    # RFC 6376 5.4.2: repeated names take instances from the bottom up.
+                    signed.extend(_relaxed_field(f) if relaxed else f for f in reversed(found))
                 counts.append(len(found))
             else:
                 counts.append(0)

@@ -20,7 +20,8 @@ where they enter our code (``raise InvalidToken(...) from exc``), so callers cat
     ├── DKIMError                signing key missing or unusable, message unsignable
     ├── MessageError             a message cannot be parsed or prepared
     │   └── SenderNotVerified    mailto From fallback: no aligned DKIM signature verifies
-    └── WebhookError             endpoint registration or delivery problems
+    ├── WebhookError             endpoint registration or delivery problems
+    └── UpstreamError            the relay's smarthost refused or failed (``temporary`` or not)
 
 Every error carries a short, user-facing message that never contains secrets or key material.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "UnknownPurpose",
     "UnknownTopic",
     "UnsubkitError",
+    "UpstreamError",
     "WebhookError",
 ]
 
@@ -126,3 +128,16 @@ class SenderNotVerified(MessageError):
 
 class WebhookError(UnsubkitError):
     """Webhook endpoint management or delivery failed."""
+
+
+class UpstreamError(UnsubkitError):
+    """The relay's upstream smarthost refused a copy or could not be reached.
+
+    ``code`` is the SMTP reply code to pass on (the upstream's own when it gave one);
+    ``temporary`` says whether sending again later may work.
+    """
+
+    def __init__(self, message: str, *, code: int, temporary: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.temporary = temporary

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
 from email.message import EmailMessage, Message
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -42,7 +43,10 @@ MAX_LINE = 998
 SOFT_LINE = 78
 
 # Characters allowed in a URI per RFC 3986 (unreserved, reserved, and '%').
-_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+# (Used with fullmatch: a "$" anchor would let a trailing newline through, i.e. header injection.)
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+# A mailto local part that RFC 6068 lets stand as it is (the common case: no quoting needed).
+_MAILTO_LOCAL_PLAIN = re.compile(r"[A-Za-z0-9!$'()*+,;=\-._~]*")
 # An RFC 2047 encoded word (``=?utf-8?q?...?=``); a bare "=?" may occur inside a URI's query.
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=")
 
@@ -106,14 +110,20 @@ def mailto_uri(address: str, subject: str = "unsubscribe") -> str:
     if not sep:
         raise HeaderError("mailto address must look like local@domain")
     # RFC 6068 section 2: '%' and characters outside "some-delims" are percent-encoded.
-    enc_local = quote(local, safe="!$'()*+,;=-._~")
-    return f"mailto:{enc_local}@{domain}?subject={quote(subject, safe='')}"
+    enc_local = local if _MAILTO_LOCAL_PLAIN.fullmatch(local) else quote(local, safe="!$'()*+,;=-._~")
+    return f"mailto:{enc_local}@{domain}?subject={_quote_subject(subject)}"
+
+
+@lru_cache(maxsize=64)
+def _quote_subject(subject: str) -> str:
+    # Nearly always the same few subjects; quoting is the costly part of building a mailto URI.
+    return quote(subject, safe="")
 
 
 def _check_uri(uri: str) -> None:
-    if not uri or not _URI_CHARS.match(uri) or ">" in uri or "<" in uri:
+    if not _URI_CHARS.fullmatch(uri):
         raise HeaderError(f"not a URI that can stand in angle brackets: {uri[:60]!r}")
-    if _ENCODED_WORD.search(uri):
+    if "=?" in uri and _ENCODED_WORD.search(uri):
         raise HeaderError("a URI that reads as an RFC 2047 encoded word is ambiguous in List-Unsubscribe")
 
 
@@ -266,9 +276,14 @@ def set_unsubscribe_headers(msg: EmailMessage | Message, headers: UnsubscribeHea
     whose ``encode`` returns the same folding (``str()`` of it gives the value).
     """
     fields = headers.as_dict() if isinstance(headers, UnsubscribeHeaders) else dict(headers)
+    for name, value in fields.items():
+        # Validate all first (the message stays as it was on error): a value we cannot fold, or
+        # one that would start a new header line (CR/LF from a caller's mapping), must not reach
+        # the wire.
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise HeaderError(f"{name} value contains a line break")
+        fold(name, value)
     remove_unsubscribe_headers(msg)
     legacy = not hasattr(msg.policy, "header_factory")
     for name, value in fields.items():
-        # Validate now: a value we cannot fold must not reach the wire.
-        fold(name, value)
         msg[name] = _LegacyPreFolded(name, value) if legacy else _PreFolded(name, value)  # type: ignore[assignment]

@@ -24,7 +24,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -225,7 +225,6 @@ class ProbeReport:
     exchanges: tuple[ProbeResponse, ...]
     findings: tuple[Finding, ...]
     token_check: bool = False
-    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
@@ -384,17 +383,15 @@ class HttpxSender:
 
     def __init__(self, timeout: float = 10.0, verify: bool | str = True) -> None:
         self.timeout = timeout
-        self.verify = verify
+        self.verify: bool | ssl.SSLContext = verify if isinstance(verify, bool) else _context(verify)
 
     def __call__(self, request: ProbeRequest) -> ProbeResponse:
         import httpx
 
-        verify: bool | ssl.SSLContext = self.verify if isinstance(self.verify, bool) else \
-            ssl.create_default_context(cafile=self.verify)
         start = time.perf_counter()
         try:
             with (
-                httpx.Client(timeout=self.timeout, follow_redirects=False, verify=verify,
+                httpx.Client(timeout=self.timeout, follow_redirects=False, verify=self.verify,
                              trust_env=False) as client,
                 client.stream(request.method, request.url, headers=list(request.headers),
                               content=request.body if request.body else None) as r,
@@ -416,6 +413,13 @@ class HttpxSender:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {_reason(exc)}"
         return ProbeResponse(request, None, elapsed=time.perf_counter() - start, error=error)
+
+
+def _context(cafile: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use CA bundle {cafile}: {exc}") from None
 
 
 def _reason(exc: Exception) -> str:

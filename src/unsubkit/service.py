@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import customer_managed
 from .address import normalize
 from .clock import Clock, system_clock
+from .consent.automation import AutomationHeuristics
+from .consent.contacts import Contact, ContactRef, parse_contact_ref
 from .consent.decisions import Decision, decide
+from .consent.history import History, history_of
 from .consent.model import (
     Action,
     ConsentChange,
@@ -26,17 +29,28 @@ from .consent.model import (
     Reason,
     RequestMeta,
     Scope,
+    ScopeKind,
     Source,
     Topic,
 )
-from .errors import UnknownPurpose
+from .errors import ConsentError, UnknownPurpose
 from .headers import UnsubscribeHeaders, body_url, mailto_address, mailto_uri, one_click_url
 from .keystore import load_ring
+from .lists.filter import BlockedIndex, SendCheck
 from .settings import DEFAULT_BRAND, Brand, Settings
 from .store import ConsentStore, SQLStore
 from .tokens import Claims, KeyRing, TokenCodec
 
-__all__ = ["HeaderResult", "StatusEntry", "StatusReport", "Unsubkit", "opt_out_changes"]
+__all__ = [
+    "ContactReport",
+    "HeaderResult",
+    "StatusEntry",
+    "StatusReport",
+    "Unsubkit",
+    "event_json",
+    "history_json",
+    "opt_out_changes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +126,73 @@ def event_json(ev: Event) -> dict[str, Any]:
         "changed": ev.changed,
         "suspected_automated": ev.suspected_automated,
         "evidence": ev.evidence,
+        "level": ev.level.label,
+        "contact_id": ev.contact_id,
     }
+
+
+def history_json(h: History, purposes: dict[int, str], topics: dict[int, str]) -> dict[str, Any]:
+    """``consent history --json``: every event with the state right after it."""
+
+    def state(st: Any) -> dict[str, Any]:
+        return {
+            "purposes_opted_out": sorted(purposes.get(i, f"#{i}") for i in st.purposes_out),
+            "topics_opted_out": sorted(topics.get(i, f"#{i}") for i in st.topics_out),
+            "bulk_email": "do_not_allow" if st.bulk_email_blocked else "allow",
+        }
+
+    return {
+        "address": h.address,
+        "known": h.known,
+        "contact_id": h.contact_id,
+        "state": state(h.state),
+        "events": [
+            {
+                **event_json(e.event),
+                "purpose": purposes.get(e.event.scope.purpose_id or 0),
+                "topic": topics.get(e.event.scope.topic_id or 0),
+                "state_after": state(e.state_after),
+            }
+            for e in h.entries
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ContactReport:
+    """``contacts show``: a contact, its addresses and the consent that lives on it."""
+
+    contact: Contact
+    #: Scopes opted out on the contact itself (identity level), bulk email included.
+    opt_outs: list[Scope]
+    #: Per address: what is blocked for it right now (own and contact-level), by name.
+    address_status: dict[str, list[StatusEntry]]
+
+    @property
+    def bulk_email_allowed(self) -> bool:
+        return not any(s.kind is ScopeKind.BULK_EMAIL for s in self.opt_outs)
+
+    def as_json(self, purposes: dict[int, str], topics: dict[int, str]) -> dict[str, Any]:
+        c = self.contact
+        return {
+            "id": c.id,
+            "external_id": c.external_id,
+            "created_at": c.created_at,
+            "deleted_at": c.deleted_at,
+            "deleted": c.deleted,
+            "addresses": list(c.addresses),
+            "bulk_email": "allow" if self.bulk_email_allowed else "do_not_allow",
+            "opt_outs": [
+                {"scope": str(s.kind), "purpose": purposes.get(s.purpose_id or 0),
+                 "topic": topics.get(s.topic_id or 0)}
+                for s in self.opt_outs
+            ],
+            "address_status": {
+                a: [{"purpose": e.purpose.name, "topic": e.topic.name if e.topic else None,
+                     "reason": e.reason} for e in entries]
+                for a, entries in self.address_status.items()
+            },
+        }
 
 
 def opt_out_changes(
@@ -179,6 +259,11 @@ class Unsubkit:
         self.store = store
         self.clock = clock
         self.codec = TokenCodec(ring, clock=clock, lifetime=settings.lifetime)
+        if isinstance(store, SQLStore) and store.annotate is None:
+            # Flag likely machine opt-outs for review (never blocks them); see consent.automation.
+            store.annotate = AutomationHeuristics.build(
+                settings.automation_window_seconds, settings.scanner_user_agents
+            )
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = system_clock, migrate: bool = False) -> Unsubkit:
@@ -218,6 +303,9 @@ class Unsubkit:
             # Transactional mail and disabled brands carry no unsubscribe fields.
             return HeaderResult(None, None, None, None, None, p, t, brand_name)
         level = ConsentLevel.IDENTITY if b.consent_level == "identity" else ConsentLevel.CHANNEL
+        if level is ConsentLevel.IDENTITY and contact_id is None:
+            # Identity-level consent belongs to the contact owning the address at send time.
+            contact_id = self.store.contact_of(address)
         if b.customer_managed:
             # The headers point to the customer's own endpoints: no token of ours, nothing stored.
             cm = customer_managed.build_headers(
@@ -295,6 +383,8 @@ class Unsubkit:
         else:
             p, t = self.resolve(purpose, topic)
             scope = Scope.of(p.id, t.id if t else None)
+        b = self.brand_or_none(brand)
+        identity = b is not None and b.consent_level == "identity"
         return ConsentChange(
             address=addr,
             scope=scope,
@@ -303,6 +393,7 @@ class Unsubkit:
             reason=reason,
             mechanism=mechanism,
             brand=brand,
+            level=ConsentLevel.IDENTITY if identity else ConsentLevel.CHANNEL,
             meta=meta or RequestMeta(),
         )
 
@@ -342,6 +433,103 @@ class Unsubkit:
     def can_send(self, address: str, purpose: str | int, topic: str | int | None = None) -> Decision:
         p, t = self.resolve(purpose, topic)
         return decide(p, t.id if t else None, self.store.state(normalize(address)))
+
+    def blocked_index(self, purpose: str | int, topic: str | int | None = None) -> BlockedIndex:
+        """Every address a send to (purpose, topic) must skip, loaded once (see lists.filter)."""
+        p, t = self.resolve(purpose, topic)
+        return BlockedIndex.load(self.store, p, t)
+
+    def can_send_many(
+        self, addresses: Iterable[str], purpose: str | int, topic: str | int | None = None
+    ) -> Iterator[SendCheck]:
+        """The batch form of :meth:`can_send`: one :class:`SendCheck` per input address, in
+        order; an invalid address is a denied check (reason ``invalid address: ...``), not an
+        exception. The opt-outs are read once, up front."""
+        return self.blocked_index(purpose, topic).check_many(addresses)
+
+    def history(self, address: str) -> History:
+        """Every event that shaped ``address``'s current state, each with the state after it.
+        An address never seen has an empty history (nothing blocked)."""
+        addr = normalize(address)
+        point_id, contact_id, events = self.store.history_events(addr)
+        return history_of(addr, point_id, contact_id, events)
+
+    def events(
+        self, *, since: float | None = None, mechanism: Mechanism | None = None,
+        address: str | None = None, suspected: bool | None = None, limit: int | None = None,
+    ) -> Iterator[Event]:
+        """The event log, oldest first, streamed."""
+        return self.store.iter_events(
+            since=since, mechanism=mechanism, address=normalize(address) if address else None,
+            suspected=suspected, limit=limit,
+        )
+
+    # contacts -----------------------------------------------------------------------------
+
+    def add_contact(
+        self, addresses: Iterable[str] = (), *, external_id: str | None = None,
+        source: str = Source.CONTACTS, mechanism: Mechanism = Mechanism.API,
+    ) -> Contact:
+        addrs = [normalize(a) for a in addresses]
+        return self.store.add_contact(external_id, addrs, at=self.clock(), source=source,
+                                      mechanism=mechanism)
+
+    def contact(self, ref: str | int | ContactRef) -> Contact:
+        return self.store.find_contact(ref if isinstance(ref, ContactRef) else parse_contact_ref(ref))
+
+    def link(
+        self, ref: str | int | ContactRef, address: str, *, move: bool = False,
+        source: str = Source.CONTACTS, mechanism: Mechanism = Mechanism.API,
+    ) -> tuple[Contact, list[Event]]:
+        """Attach ``address`` to a contact; ``move`` takes it from another contact (whose
+        opt-outs are carried over onto the address first). Returns the carried-over events."""
+        r = ref if isinstance(ref, ContactRef) else parse_contact_ref(ref)
+        return self.store.link_address(r, normalize(address), move=move, at=self.clock(),
+                                       source=source, mechanism=mechanism)
+
+    def unlink(
+        self, address: str, *, source: str = Source.CONTACTS, mechanism: Mechanism = Mechanism.API
+    ) -> tuple[int, list[Event]]:
+        return self.store.unlink_address(normalize(address), at=self.clock(), source=source,
+                                         mechanism=mechanism)
+
+    def delete_contact(
+        self, ref: str | int | ContactRef, *, source: str = Source.CONTACTS,
+        mechanism: Mechanism = Mechanism.API,
+    ) -> tuple[Contact, list[Event]]:
+        """Soft-delete a contact; its addresses keep every opt-out that applied through it."""
+        r = ref if isinstance(ref, ContactRef) else parse_contact_ref(ref)
+        return self.store.delete_contact(r, at=self.clock(), source=source, mechanism=mechanism)
+
+    def set_bulk_email(
+        self, ref: str | int | ContactRef, allowed: bool, *, source: str = Source.API,
+        mechanism: Mechanism = Mechanism.API, meta: RequestMeta | None = None,
+    ) -> Event:
+        """The contact-level "bulk email" switch: ``allowed=False`` blocks every commercial
+        purpose for all the contact's addresses."""
+        contact = self.contact(ref)
+        if contact.deleted:
+            raise ConsentError(f"contact #{contact.id} was deleted")
+        if not contact.addresses:
+            raise ConsentError(f"contact #{contact.id} has no address; link one first")
+        change = ConsentChange(
+            address=contact.addresses[0],
+            scope=Scope.bulk_email(),
+            action=Action.OPT_IN if allowed else Action.OPT_OUT,
+            source=source,
+            reason=Reason.BULK_EMAIL_ALLOW if allowed else Reason.BULK_EMAIL_DENY,
+            mechanism=mechanism,
+            level=ConsentLevel.IDENTITY,
+            meta=meta or RequestMeta(),
+        )
+        return self.record([change])[0]
+
+    def contact_report(self, ref: str | int | ContactRef) -> ContactReport:
+        contact = self.contact(ref)
+        statuses = {
+            a: [e for e in self.status(a).entries if e.opted_out] for a in contact.addresses
+        }
+        return ContactReport(contact, self.store.contact_opt_outs(contact.id), statuses)
 
     def status(self, address: str) -> StatusReport:
         addr = normalize(address)

@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .consent.automation import DEFAULT_SCANNER_USER_AGENTS
 from .errors import ConfigError, UnknownBrand
 
 __all__ = ["DEFAULT_BRAND", "Brand", "Settings", "WebhookSettings", "load_settings"]
@@ -147,6 +148,33 @@ class Settings(BaseSettings):
     #: optional file of ``name TXT`` lines answering instead of DNS (air-gapped setups, tests).
     mailto_dns_timeout: float = Field(default=5.0, gt=0)
     mailto_dns_file: Path | None = None
+    #: The outbound SMTP relay (``unsubkit relay``): where apps submit mail, which client
+    #: networks may, and the smarthost the prepared copies go to.
+    relay_host: str = "127.0.0.1"
+    relay_port: int = Field(default=2526, ge=0, le=65535)
+    relay_allowed_clients: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    relay_upstream_host: str | None = None
+    relay_upstream_port: int = Field(default=25, ge=1, le=65535)
+    #: ``none`` (plain), ``starttls`` (required, e.g. port 587) or ``tls`` (implicit, port 465).
+    relay_upstream_security: Literal["none", "starttls", "tls"] = "none"
+    relay_upstream_username: str | None = None
+    relay_upstream_password: SecretStr | None = None
+    relay_upstream_verify_tls: bool = True
+    relay_upstream_ca_file: Path | None = None
+    relay_upstream_timeout: float = Field(default=60.0, gt=0)
+    #: Upstream connections open at once (copies are sent in parallel over them).
+    relay_upstream_connections: int = Field(default=4, ge=1, le=256)
+    #: Purpose for messages without ``X-Unsubkit-Purpose``; unset: such messages are refused.
+    relay_default_purpose: str | None = None
+    #: Brand for messages without ``X-Unsubkit-Brand``; unset: the brand owning the From domain,
+    #: else ``default``.
+    relay_default_brand: str | None = None
+    relay_max_message_size: int = Field(default=25 * 1024 * 1024, ge=1024)
+    relay_max_recipients: int = Field(default=100, ge=1)
+    relay_idle_timeout: float = Field(default=300.0, gt=0)
+    #: Seconds a relay remembers which copies of a deferred (451) message already went out, so
+    #: the app's retry sends only the rest.
+    relay_retry_memory: float = Field(default=5 * 86400.0, gt=0)
     #: Bearer key for the admin API (``/api/v1``); unset disables the API.
     api_key: SecretStr | None = None
     log_level: str = "info"
@@ -154,6 +182,11 @@ class Settings(BaseSettings):
     max_body: int = Field(default=4096, ge=64, le=1024 * 1024)
     #: Opt-outs are group-committed: at most this many per transaction.
     max_batch: int = Field(default=256, ge=1, le=10_000)
+    #: An opt-out this many seconds or less after its token was issued (the send) is flagged
+    #: ``suspected_automated`` for review; 0 disables the check. Never blocks the opt-out.
+    automation_window_seconds: float = Field(default=10.0, ge=0)
+    #: Case-insensitive user-agent fragments of link scanners; a match flags the opt-out too.
+    scanner_user_agents: list[str] = Field(default_factory=lambda: list(DEFAULT_SCANNER_USER_AGENTS))
     brands: dict[str, Brand] = Field(default_factory=dict)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     #: Custom handlers run for every consent event after commit, through the outbox: entry point

@@ -11,12 +11,11 @@ Keys live in a :class:`KeyRing`, newest first (as in itsdangerous): the newest s
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,11 +33,13 @@ __all__ = [
     "new_key",
 ]
 
-VERSION = 1
+#: 2: fixed-width issued-at (1 was a varint); a version-1 token is refused as unknown.
+VERSION = 2
 KEY_ID_LEN = 4
 NONCE_LEN = 12
 TAG_LEN = 16
 HEADER_LEN = 1 + KEY_ID_LEN + NONCE_LEN
+_AD_LEN = 1 + KEY_ID_LEN  # the authenticated (not encrypted) prefix: version and key id
 MIN_TOKEN_BYTES = HEADER_LEN + TAG_LEN + 4
 #: Tokens longer than this are refused before any decoding work (cheap DoS guard).
 MAX_TOKEN_CHARS = 1024
@@ -51,6 +52,12 @@ _FLAG_CONTACT = 0x02
 _FLAG_MESSAGE_ID = 0x04
 _LEVEL_SHIFT = 3
 _DEFAULT_BRAND = "default"
+#: ``ConsentLevel(n)`` is an enum call (slow); a tuple lookup is not. Unknown -> IndexError.
+_LEVELS = tuple(ConsentLevel)
+_HEAD = struct.Struct(">IB")  # issued-at (good until 2106), flags
+_B64_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_URLSAFE_TO_B64 = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")  # indexed by len % 4 (1 is never valid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,11 @@ class KeyRing:
         self._by_id = {bytes.fromhex(k.id): (k, AESGCM(k.secret)) for k in self._keys}
         if len(self._by_id) != len(self._keys):
             raise ValueError("duplicate key id in key ring")
+        current_id = bytes.fromhex(self._keys[0].id)
+        #: (authenticated header, AEAD) of the current key, computed once: sealing is hot.
+        self.sealer: tuple[bytes, AESGCM] = (bytes([VERSION]) + current_id, self._by_id[current_id][1])
+        #: The AEAD by a token's authenticated header (version byte + key id): one lookup checks both.
+        self.openers: dict[bytes, AESGCM] = {bytes([VERSION]) + kid: e[1] for kid, e in self._by_id.items()}
 
     @property
     def keys(self) -> Sequence[Key]:
@@ -118,8 +130,11 @@ class KeyRing:
 
 
 def _varint(n: int, out: bytearray) -> None:
-    if n < 0:
-        raise ValueError("negative integer in token claims")
+    if n < 0x80:
+        if n < 0:
+            raise ValueError("negative integer in token claims")
+        out.append(n)
+        return
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
@@ -127,6 +142,9 @@ def _varint(n: int, out: bytearray) -> None:
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
     result = shift = 0
     while True:
         b = buf[pos]
@@ -152,23 +170,29 @@ def _read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
     return buf[pos:end], end
 
 
-def encode_claims(c: Claims) -> bytes:
-    out = bytearray()
-    _varint(c.issued_at, out)
-    flags = int(c.level) << _LEVEL_SHIFT
+def encode_claims(c: Claims, issued_at: int | None = None) -> bytes:
+    """The compact binary form; ``issued_at`` overrides the claims' own stamp.
+
+    Layout: issued-at (uint32, seconds), flags (topic, contact, message id; level in the high
+    bits), purpose id, [topic id], [contact id] as varints, then brand, address, [message id]
+    as length-prefixed UTF-8. The default brand is stored as an empty string.
+    """
+    flags = c.level << _LEVEL_SHIFT
     if c.topic_id is not None:
         flags |= _FLAG_TOPIC
     if c.contact_id is not None:
         flags |= _FLAG_CONTACT
     if c.message_id is not None:
         flags |= _FLAG_MESSAGE_ID
-    out.append(flags)
+    try:
+        out = bytearray(_HEAD.pack(c.issued_at if issued_at is None else issued_at, flags))
+    except struct.error as exc:
+        raise ValueError("issued_at or consent level out of range") from exc
     _varint(c.purpose_id, out)
     if c.topic_id is not None:
         _varint(c.topic_id, out)
     if c.contact_id is not None:
         _varint(c.contact_id, out)
-    # The default brand is stored as an empty string: it is by far the most common.
     _bytes_field(b"" if c.brand == _DEFAULT_BRAND else c.brand.encode(), out)
     _bytes_field(c.address.encode(), out)
     if c.message_id is not None:
@@ -177,42 +201,53 @@ def encode_claims(c: Claims) -> bytes:
 
 
 def decode_claims(buf: bytes) -> Claims:
+    # Single-byte varints (the common case) are read inline: opening a token is the hot path.
     try:
-        issued_at, pos = _read_varint(buf, 0)
-        flags = buf[pos]
-        pos += 1
-        purpose_id, pos = _read_varint(buf, pos)
-        topic_id = contact_id = None
+        issued_at, flags = _HEAD.unpack_from(buf)
+        pos = _HEAD.size
+        n = buf[pos]
+        if n < 0x80:
+            purpose_id, pos = n, pos + 1
+        else:
+            purpose_id, pos = _read_varint(buf, pos)
+        topic_id = contact_id = message_id = None
         if flags & _FLAG_TOPIC:
             topic_id, pos = _read_varint(buf, pos)
         if flags & _FLAG_CONTACT:
             contact_id, pos = _read_varint(buf, pos)
-        brand_b, pos = _read_bytes(buf, pos)
-        addr_b, pos = _read_bytes(buf, pos)
-        message_id = None
+        n = buf[pos]
+        if n:
+            brand_b, pos = _read_bytes(buf, pos)
+            brand = brand_b.decode()
+        else:
+            brand, pos = _DEFAULT_BRAND, pos + 1
+        n = buf[pos]
+        if n < 0x80:
+            pos += 1
+        else:
+            n, pos = _read_varint(buf, pos)
+        end = pos + n
+        address = buf[pos:end].decode()
+        pos = end
         if flags & _FLAG_MESSAGE_ID:
             mid_b, pos = _read_bytes(buf, pos)
             message_id = mid_b.decode()
         if pos != len(buf):
-            raise ValueError("trailing bytes")
-        level = ConsentLevel(flags >> _LEVEL_SHIFT)
-        return Claims(
-            address=addr_b.decode(),
-            purpose_id=purpose_id,
-            brand=brand_b.decode() or _DEFAULT_BRAND,
-            topic_id=topic_id,
-            level=level,
-            contact_id=contact_id,
-            message_id=message_id,
-            issued_at=issued_at,
-        )
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError("trailing bytes or truncated field")
+        level = _LEVELS[flags >> _LEVEL_SHIFT]
+    except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:
         # Only reachable with a valid tag, i.e. a bug or a key compromise: still never a 500.
         raise InvalidToken("token claims are malformed") from exc
+    # Positional: keyword construction of a frozen dataclass costs noticeably more.
+    return Claims(address, purpose_id, brand, topic_id, level, contact_id, message_id, issued_at)
+
+
+def _b64encode_bytes(raw: bytes) -> bytes:
+    return binascii.b2a_base64(raw, newline=False).translate(_B64_TO_URLSAFE).rstrip(b"=")
 
 
 def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _b64encode_bytes(raw).decode("ascii")
 
 
 def _b64decode(token: str) -> bytes:
@@ -220,18 +255,13 @@ def _b64decode(token: str) -> bytes:
         raise InvalidToken("token has the wrong length")
     try:
         data = token.encode("ascii")
-    except UnicodeEncodeError as exc:
-        raise InvalidToken("token is not base64url") from exc
-    if b"=" in data or b"+" in data or b"/" in data:
-        raise InvalidToken("token is not unpadded base64url")
-    try:
-        raw = base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidToken("token is not base64url") from exc
-    # The decoder ignores the unused low bits of the last character (and skips stray
-    # characters), so several strings decode to the same bytes. Only the one string we issue is
-    # accepted: a changed token never opens, and one token has one spelling (idempotency keys).
-    if _b64encode(raw) != token:
+        raw = binascii.a2b_base64(data.translate(_URLSAFE_TO_B64) + _PADDING[len(data) % 4], strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError) as exc:
+        raise InvalidToken("token is not unpadded base64url") from exc
+    # The decoder ignores the unused low bits of the last character and accepts '+' and '/',
+    # so several strings decode to the same bytes. Only the one string we issue is accepted: a
+    # changed token never opens, and one token has one spelling (idempotency keys).
+    if _b64encode_bytes(raw) != data:
         raise InvalidToken("token is not canonical base64url")
     return raw
 
@@ -254,34 +284,39 @@ class TokenCodec:
         self._lifetime = lifetime or (lambda _brand: None)
 
     def seal(self, claims: Claims) -> str:
-        if not claims.issued_at:
-            claims = replace(claims, issued_at=int(self.clock()))
-        key = self.ring.current
-        key_id = bytes.fromhex(key.id)
-        aead = self.ring.aead_for(key_id)
-        assert aead is not None
-        header = struct.pack("B", VERSION) + key_id
+        """The token for ``claims``; an ``issued_at`` of 0 is stamped with the clock."""
+        header, aead = self.ring.sealer
         nonce = os.urandom(NONCE_LEN)
-        ct = aead.encrypt(nonce, encode_claims(claims), header)
-        return _b64encode(header + nonce + ct)
+        plain = encode_claims(claims, claims.issued_at or int(self.clock()))
+        return _b64encode(header + nonce + aead.encrypt(nonce, plain, header))
 
     def open(self, token: str, *, check_expiry: bool = True) -> Claims:
+        """The claims of a token we sealed, or :class:`InvalidToken` / :class:`ExpiredToken`.
+
+        Written flat on purpose: this runs once per one-click request and per landing-page view.
+        """
         raw = _b64decode(token)
-        if len(raw) < MIN_TOKEN_BYTES:
-            raise InvalidToken("token is truncated")
-        if raw[0] != VERSION:
-            raise InvalidToken("unknown token version")
-        key_id = raw[1 : 1 + KEY_ID_LEN]
-        aead = self.ring.aead_for(key_id)
-        if aead is None:
+        header = raw[:_AD_LEN]
+        aead = self.ring.openers.get(header)
+        if aead is None or len(raw) < MIN_TOKEN_BYTES:
+            if len(raw) < MIN_TOKEN_BYTES:
+                raise InvalidToken("token is truncated")
+            if raw[0] != VERSION:
+                raise InvalidToken("unknown token version")
             raise InvalidToken("token was sealed with an unknown key")
         try:
-            plain = aead.decrypt(raw[1 + KEY_ID_LEN : HEADER_LEN], raw[HEADER_LEN:], raw[:1 + KEY_ID_LEN])
+            plain = aead.decrypt(raw[_AD_LEN:HEADER_LEN], raw[HEADER_LEN:], header)
         except InvalidTag as exc:
             raise InvalidToken("token does not authenticate") from exc
         claims = decode_claims(plain)
         if check_expiry:
-            self.check_expiry(claims)
+            now = self.clock()
+            issued = claims.issued_at
+            if issued > now + CLOCK_SKEW:
+                raise InvalidToken("token is issued in the future")
+            lifetime = self._lifetime(claims.brand)
+            if now - issued > (DEFAULT_LIFETIME if lifetime is None else lifetime):
+                raise ExpiredToken("token has expired")
         return claims
 
     def lifetime_of(self, brand: str) -> int:

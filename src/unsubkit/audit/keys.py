@@ -86,7 +86,10 @@ def dns_lookup(
     import dns.resolver
 
     if nameservers is None:
-        resolver = dns.resolver.Resolver()
+        try:
+            resolver = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            raise DKIMError("no DNS resolver is configured on this machine") from None
     else:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = list(nameservers)

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import unescape
-from html.parser import HTMLParser
 
 __all__ = ["UNSUBSCRIBE_WORDS", "BodyLink", "html_links", "text_links", "unsubscribe_links"]
 
@@ -37,80 +36,45 @@ class BodyLink:
     says_unsubscribe: bool
 
 
-class _AnchorParser(HTMLParser):
-    """Collects anchors with their text and the document text around them."""
+# A regex scan rather than html.parser: newsletters run to hundreds of kB of table markup, and
+# only anchors and the words around them matter. Unclosed anchors end at the next "<a".
+_DROP = re.compile(r"<!--.*?-->|<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_ANCHOR = re.compile(r"<a\b([^>]*)>(.*?)(?:</a\s*>|(?=<a\b)|\Z)", re.IGNORECASE | re.DOTALL)
+_ATTR = re.compile(r"""([a-zA-Z_:][-a-zA-Z0-9_:.]*)\s*(?:=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
+_IMG = re.compile(r"<img\b([^>]*)>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stream: list[str] = []
-        self.size = 0
-        #: (href, text, visible, class/id words, stream offset at start, at end)
-        self.anchors: list[tuple[str, str, bool, str, int, int]] = []
-        self._href: str | None = None
-        self._hidden = False
-        self._attrs = ""
-        self._text: list[str] = []
-        self._has_img = False
-        self._start = 0
 
-    def _emit(self, data: str) -> None:
-        self.stream.append(data)
-        self.size += len(data)
+def _attrs(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in _ATTR.findall(text):
+        out.setdefault(name.lower(), unescape(value[1:-1] if value[:1] in "'\"" else value))
+    return out
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k.lower(): (v or "") for k, v in attrs}
-        if tag == "a":
-            self._close()
-            self._href = a.get("href", "").strip()
-            style = a.get("style", "").replace(" ", "").lower()
-            self._hidden = "display:none" in style or "hidden" in a or "visibility:hidden" in style
-            self._attrs = " ".join((a.get("class", ""), a.get("id", ""), a.get("title", "")))
-            self._text = []
-            self._has_img = False
-            self._start = self.size
-        elif tag == "img" and self._href is not None:
-            self._has_img = True
-            self._text.append(a.get("alt", ""))
-        elif tag in ("br", "p", "div", "td", "tr", "li"):
-            self._emit(" ")
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a":
-            self._close()
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-        self._emit(data)
-
-    def _close(self) -> None:
-        if self._href is None:
-            return
-        text = " ".join(" ".join(self._text).split())
-        visible = not self._hidden and (bool(text) or self._has_img)
-        self.anchors.append((unescape(self._href), text, visible, self._attrs, self._start, self.size))
-        self._href = None
-
-    def close(self) -> None:
-        super().close()
-        self._close()
+def _words(html: str) -> str:
+    return " ".join(unescape(_TAG.sub(" ", html)).split())
 
 
 def html_links(html: str) -> list[BodyLink]:
-    parser = _AnchorParser()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # noqa: BLE001 - HTMLParser is lenient; keep whatever it found on odd input
-        parser._close()
-    doc = "".join(parser.stream)
+    doc = _DROP.sub(" ", html)
     links = []
-    for url, text, visible, attrs, start, end in parser.anchors:
+    for m in _ANCHOR.finditer(doc):
+        a = _attrs(m.group(1))
+        url = a.get("href", "").strip()
         if not url.lower().startswith(("http:", "https:", "mailto:")):
             continue
+        inner = m.group(2)
+        alts = [_attrs(img.group(1)).get("alt", "") for img in _IMG.finditer(inner)]
+        text = " ".join([_words(inner), *alts]).strip()
+        style = a.get("style", "").replace(" ", "").lower()
+        hidden = "display:none" in style or "visibility:hidden" in style or "hidden" in a
+        visible = not hidden and (bool(text) or bool(alts) or "<img" in inner.lower())
+        marks = " ".join((a.get("class", ""), a.get("id", ""), a.get("title", "")))
         # "Klicke <a>hier</a>, um dich abzumelden": the words around the anchor count too.
-        around = " ".join(doc[max(0, start - 80) : end + 40].split())
-        says = any(UNSUBSCRIBE_WORDS.search(x) for x in (text, url, attrs, around))
+        before = _words(doc[max(0, m.start() - 600) : m.start()])[-80:]
+        after = _words(doc[m.end() : m.end() + 300])[:40]
+        says = bool(UNSUBSCRIBE_WORDS.search(f"{url} {marks} {before} {text} {after}"))
         links.append(BodyLink(url, text[:120], visible, says))
     return links
 

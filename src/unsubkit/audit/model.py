@@ -5,8 +5,8 @@ All frozen dataclasses, so a report can be cached, compared in tests and seriali
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -104,7 +104,6 @@ class Report:
     message_id: str = ""
     #: Where the message came from (file name, ``mbox[3]``); set by the caller.
     source: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:

@@ -17,11 +17,15 @@ __all__ = ["app", "main"]
 MODULES = [
     "core",
     "consent",
+    "contacts",
+    "filter",
     "webhooks",
     "dkim",
     "prepare",
     "check",
     "probe",
+    "ingest",
+    "relay",
 ]
 
 for _name in MODULES:

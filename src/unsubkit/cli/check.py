@@ -71,7 +71,10 @@ def _key_lookup(use_dns: bool, specs: Sequence[str], timeout: float) -> KeyLooku
         except UnsubkitError as exc:
             fail(f"key file {path}: {exc}", USAGE)
     static = StaticKeys(records) if records else None
-    dns = dns_lookup(timeout) if use_dns else None
+    try:
+        dns = dns_lookup(timeout) if use_dns else None
+    except UnsubkitError as exc:
+        fail(f"--dns: {exc}", USAGE)
     if static is None:
         return dns
     if dns is None:

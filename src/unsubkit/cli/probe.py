@@ -38,8 +38,8 @@ def probe(
     """
     verify: bool | str = False if insecure else (str(cacert) if cacert else True)
     try:
-        report = run_probe(url, HttpxSender(timeout=timeout, verify=verify), token_check=token_check,
-                           slow_after=slow)
+        sender = HttpxSender(timeout=timeout, verify=verify)
+        report = run_probe(url, sender, token_check=token_check, slow_after=slow)
     except ValueError as exc:
         fail(str(exc), 2)
     if as_json:

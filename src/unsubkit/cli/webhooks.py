@@ -54,7 +54,6 @@ def parse_since(value: str, now: float) -> float:
 def _store(ctx: typer.Context) -> Iterator[tuple[Unsubkit, HookStore]]:
     kit = open_kit(ctx)
     try:
-        kit.store.migrate()
         yield kit, hook_store(kit)
     except UnsubkitError as exc:
         fail(str(exc))
@@ -220,9 +219,10 @@ def work(
         settings = settings.model_copy(
             update={"webhooks": settings.webhooks.model_copy(update={"concurrency": concurrency})}
         )
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         kit.store.migrate()
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         worker = DeliveryWorker(hook_store(kit), settings, clock=kit.clock)
         n = asyncio.run(_work(worker, once))
     except UnsubkitError as exc:

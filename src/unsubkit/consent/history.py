@@ -81,7 +81,7 @@ def fold(events: Iterable[Event], rows: dict[RowKey, bool] | None = None) -> dic
 
 def state_of(rows: Mapping[RowKey, bool], point_id: int | None, contact_id: int | None) -> ConsentState:
     """The opt-outs that apply to one address: its own rows plus its contact's rows."""
-    mine = {(POINT, point_id)} if point_id is not None else set()
+    mine: set[Subject] = {(POINT, point_id)} if point_id is not None else set()
     if contact_id is not None:
         mine.add((CONTACT, contact_id))
     purposes: set[int] = set()

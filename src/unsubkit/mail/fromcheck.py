@@ -6,7 +6,7 @@ is aligned with the From domain (relaxed alignment, as DMARC). Otherwise the mes
 refused.
 
 DNS is injected: :data:`TxtLookup` is any ``(name, timeout) -> bytes | None``.
-:func:`dnspython_txt` asks the system resolver; :class:`TxtFile` answers from a file of
+:class:`DnsTxt` asks the system resolver (or given nameservers); :class:`TxtFile` answers from a file of
 ``name "TXT value"`` lines (tests, air-gapped setups). A lookup that cannot be answered now
 raises :class:`TimeoutError`, and the check fails *temporarily* (the MTA retries).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -31,7 +31,7 @@ from ..audit.domains import aligned
 from ..errors import AddressError, ConfigError, SenderNotVerified
 from .mailto import header_block
 
-__all__ = ["FromChecker", "TxtFile", "TxtLookup", "dnspython_txt", "txt_lookup_for"]
+__all__ = ["DnsTxt", "FromChecker", "TxtFile", "TxtLookup", "txt_lookup_for"]
 
 log = logging.getLogger("unsubkit.mail")
 
@@ -43,26 +43,44 @@ TxtLookup = Callable[[str, float], bytes | None]
 MAX_SIGNATURES = 5
 
 
-def dnspython_txt(name: str, timeout: float) -> bytes | None:
-    """TXT lookup through dnspython and the system resolver configuration."""
-    import dns.exception
-    import dns.resolver
+class DnsTxt:
+    """TXT lookups through dnspython: the system resolver, or the given nameservers."""
 
-    try:
-        answer = dns.resolver.resolve(name, "TXT", lifetime=timeout, raise_on_no_answer=False,
-                                      search=False)
-    except dns.resolver.NXDOMAIN:
+    def __init__(self, nameservers: Sequence[str] | None = None, *, port: int = 53) -> None:
+        self.nameservers = list(nameservers) if nameservers else None
+        self.port = port
+        self._resolver: Any = None
+
+    def _get_resolver(self) -> Any:
+        import dns.resolver
+
+        if self._resolver is None:
+            resolver = dns.resolver.Resolver(configure=self.nameservers is None)
+            if self.nameservers is not None:
+                resolver.nameservers = self.nameservers
+                resolver.port = self.port
+            self._resolver = resolver
+        return self._resolver
+
+    def __call__(self, name: str, timeout: float) -> bytes | None:
+        import dns.exception
+        import dns.resolver
+
+        try:
+            answer = self._get_resolver().resolve(name, "TXT", lifetime=timeout,
+                                                  raise_on_no_answer=False, search=False)
+        except dns.resolver.NXDOMAIN:
+            return None
+        except (dns.exception.Timeout, dns.resolver.NoNameservers,
+                dns.resolver.NoResolverConfiguration) as exc:
+            raise TimeoutError(f"DNS lookup failed: {type(exc).__name__}") from exc
+        except dns.exception.DNSException:
+            return None
+        if answer.rrset is None:
+            return None
+        for rdata in answer.rrset:
+            return b"".join(rdata.strings)
         return None
-    except (dns.exception.Timeout, dns.resolver.NoNameservers,
-            dns.resolver.NoResolverConfiguration) as exc:
-        raise TimeoutError(f"DNS lookup failed: {type(exc).__name__}") from exc
-    except dns.exception.DNSException:
-        return None
-    if answer.rrset is None:
-        return None
-    for rdata in answer.rrset:
-        return b"".join(rdata.strings)
-    return None
 
 
 class TxtFile:
@@ -100,7 +118,7 @@ def _key(name: str) -> str:
 
 def txt_lookup_for(dns_file: Path | None) -> TxtLookup:
     """The lookup the settings ask for: the file when one is named, else real DNS."""
-    return TxtFile(dns_file) if dns_file is not None else dnspython_txt
+    return TxtFile(dns_file) if dns_file is not None else DnsTxt()
 
 
 def _from_address(message: bytes) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_PIPE_MESSAGE",
     "Exit",
     "IngestResult",
+    "Item",
     "MailboxSummary",
     "envelope_from_headers",
     "ingest_mailbox",
@@ -158,11 +159,10 @@ def ingest_message(
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One message of a mailbox: its bytes and the envelope sender its format recorded."""
+    """One message of a mailbox (its envelope sender, if any, is in Return-Path)."""
 
     key: str
     data: bytes
-    sender: str | None = None
 
 
 def _open_mbox(path: Path) -> mailbox.mbox:
@@ -176,17 +176,10 @@ def iter_mbox(path: Path) -> tuple[int, Iterator[Item]]:
     keys = list(box.iterkeys())
 
     def items() -> Iterator[Item]:
+        # The From_ line is not trusted for the envelope sender: tools that lack one write
+        # "From MAILER-DAEMON"; Return-Path (read in evaluate) is what delivery recorded.
         for key in keys:
-            raw = box.get_bytes(key, from_=True)
-            first, _, rest = raw.partition(b"\n")
-            sender = None
-            if first.startswith(b"From "):
-                who = first[5:].split(b" ", 1)[0].decode("ascii", "replace")
-                # The From_ line of a bounce names MAILER-DAEMON (the null path).
-                sender = "" if who.upper() == "MAILER-DAEMON" or who == "<>" else who
-            else:
-                rest = raw
-            yield Item(str(key), rest, sender)
+            yield Item(str(key), box.get_bytes(key))
 
     return len(keys), items()
 
@@ -203,7 +196,7 @@ def iter_maildir(path: Path) -> tuple[int, Iterator[Item]]:
                 data = box.get_bytes(key)
             except (KeyError, FileNotFoundError):  # moved by a concurrent MUA
                 continue
-            yield Item(key, data, None)
+            yield Item(key, data)
 
     return len(keys), items()
 
@@ -255,7 +248,7 @@ def ingest_mailbox(
     try:
         for item in items:
             summary.messages += 1
-            planned = evaluate(processor, item.data, recipients=recipients, sender=item.sender)
+            planned = evaluate(processor, item.data, recipients=recipients)
             if isinstance(planned, IngestResult):
                 summary.invalid[planned.detail] += 1
             elif planned.dropped is not None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..consent.contacts import Contact, ContactRef
 from ..consent.history import CONTACT
-from ..consent.model import Action, ConsentChange, ConsentLevel, Event, Mechanism, Reason
+from ..consent.model import Action, ConsentChange, ConsentLevel, Event, Mechanism, Reason, Scope
 from ..errors import ConsentError, UnknownContact
 from .rows import scope_of_row
 from .schema import consent_state, contact_points, contacts
@@ -22,7 +22,16 @@ from .schema import consent_state, contact_points, contacts
 if TYPE_CHECKING:
     from .sql import SQLStore
 
-__all__ = ["add_contact", "carry_over", "delete", "find_contact", "link", "list_contacts", "unlink"]
+__all__ = [
+    "add_contact",
+    "carry_over",
+    "contact_opt_outs",
+    "delete",
+    "find_contact",
+    "link",
+    "list_contacts",
+    "unlink",
+]
 
 
 def _addresses(conn: Connection, contact_id: int) -> tuple[str, ...]:
@@ -32,17 +41,23 @@ def _addresses(conn: Connection, contact_id: int) -> tuple[str, ...]:
 
 
 def _contact(conn: Connection, r: Any) -> Contact:
-    return Contact(r.id, r.external_id, r.created_at, r.deleted_at, _addresses(conn, r.id))
+    return Contact(r.id, r.external_id or r.former_external_id, r.created_at, r.deleted_at,
+                   _addresses(conn, r.id))
 
 
 def find_contact(conn: Connection, ref: ContactRef, *, include_deleted: bool = True) -> Contact:
     q = select(contacts)
-    q = q.where(contacts.c.id == ref.id) if ref.id is not None else q.where(
-        contacts.c.external_id == ref.external_id
-    )
+    if ref.id is not None:
+        q = q.where(contacts.c.id == ref.id)
+    elif include_deleted:
+        q = q.where(or_(contacts.c.external_id == ref.external_id,
+                        contacts.c.former_external_id == ref.external_id))
+    else:
+        q = q.where(contacts.c.external_id == ref.external_id)
     if not include_deleted:
         q = q.where(contacts.c.deleted_at.is_(None))
-    # A deleted contact may share its external id with a newer live one: prefer the live one.
+    # A deleted contact may have had the external id of a newer live one: prefer the live one,
+    # then the most recent.
     rows = conn.execute(q.order_by(contacts.c.deleted_at.is_not(None), contacts.c.id.desc())).all()
     if not rows:
         raise UnknownContact(f"unknown contact {ref}")
@@ -62,9 +77,7 @@ def add_contact(
 ) -> Contact:
     ext = external_id.strip() if external_id else None
     if ext is not None:
-        clash = conn.execute(
-            select(contacts.c.id).where(contacts.c.external_id == ext, contacts.c.deleted_at.is_(None))
-        ).first()
+        clash = conn.execute(select(contacts.c.id).where(contacts.c.external_id == ext)).first()
         if clash is not None:
             raise ConsentError(f"a contact with external id {ext!r} already exists (#{clash.id})")
     try:
@@ -79,23 +92,28 @@ def add_contact(
     return find_contact(conn, ContactRef(id=cid))
 
 
-def carry_over(
-    store: SQLStore, conn: Connection, contact_id: int, address: str, *, at: float, source: str,
-    mechanism: Mechanism,
-) -> list[Event]:
-    """Record the contact's current opt-outs on ``address`` itself (which must already be
-    detached from the contact, so that they land on the address)."""
+def contact_opt_outs(conn: Connection, contact_id: int) -> list[Scope]:
+    """Scopes currently opted out on the contact itself (identity level, bulk email too)."""
     rows = conn.execute(
         select(consent_state.c.scope_kind, consent_state.c.purpose_id, consent_state.c.topic_id)
         .where(consent_state.c.subject_type == CONTACT, consent_state.c.subject_id == contact_id,
                consent_state.c.opted_out.is_(True))
         .order_by(consent_state.c.id)
     ).all()
+    return [scope_of_row(r.scope_kind, r.purpose_id, r.topic_id) for r in rows]
+
+
+def carry_over(
+    store: SQLStore, conn: Connection, contact_id: int, address: str, *, at: float, source: str,
+    mechanism: Mechanism,
+) -> list[Event]:
+    """Record the contact's current opt-outs on ``address`` itself (which must already be
+    detached from the contact, so that they land on the address)."""
     out: list[Event] = []
-    for r in rows:
+    for scope in contact_opt_outs(conn, contact_id):
         change = ConsentChange(
             address=address,
-            scope=scope_of_row(r.scope_kind, r.purpose_id, r.topic_id),
+            scope=scope,
             action=Action.OPT_OUT,
             source=source,
             reason=Reason.carried_over(contact_id),
@@ -173,7 +191,11 @@ def delete(
         _set_owner(conn, p.id, None)
         carried += carry_over(store, conn, contact.id, p.address, at=at, source=source,
                               mechanism=mechanism)
-    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(deleted_at=at))
+    # The external id is freed for a future contact (the CRM may re-create the person) and kept
+    # as former_external_id for lookups and audit.
+    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
+        deleted_at=at, external_id=None, former_external_id=contact.external_id,
+    ))
     deleted = Contact(contact.id, contact.external_id, contact.created_at, at, contact.addresses)
     return deleted, carried
 

@@ -79,6 +79,8 @@ contacts = Table(
     Column("external_id", String(200), nullable=True, unique=True),
     Column("created_at", Float, nullable=False),
     Column("deleted_at", Float, nullable=True),
+    # Deleting a contact frees its external id for a new contact and keeps it here (0002_consent).
+    Column("former_external_id", String(200), nullable=True),
 )
 
 contact_points = Table(
@@ -135,9 +137,13 @@ events = Table(
     Column("changed", Boolean, nullable=False),
     Column("suspected_automated", Boolean, nullable=False, default=False),
     Column("evidence", Text, nullable=True),
+    # 'identity' when an opt-out was written on the contact, else 'channel' (0002_consent).
+    Column("level", String(10), nullable=False, server_default="channel"),
 )
 Index("ix_events_address", events.c.address)
 Index("ix_events_at", events.c.at)
+Index("ix_events_contact_point_id", events.c.contact_point_id)
+Index("ix_events_contact_id", events.c.contact_id)
 
 # Transactional outbox: written in the same transaction as its event, drained by workers.
 outbox = Table(

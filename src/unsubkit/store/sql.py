@@ -1,16 +1,23 @@
-"""The consent store on SQLAlchemy Core: one class, identical behaviour on SQLite and PostgreSQL."""
+"""The consent store on SQLAlchemy Core: one class, identical behaviour on SQLite and PostgreSQL.
+
+Contacts live in :mod:`.contacts`, bulk reads and writes (send-time filter, import, export) in
+:mod:`.bulk`; :class:`SQLStore` is the one object callers hold.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ..consent.contacts import Contact, ContactRef
 from ..consent.decisions import ConsentState
+from ..consent.history import CONTACT, POINT, Subject, subjects_of
 from ..consent.model import (
     Action,
     ConsentChange,
@@ -24,37 +31,16 @@ from ..consent.model import (
     Topic,
 )
 from ..errors import ConsentError, StoreError, UnknownPurpose, UnknownTopic
+from . import bulk as _bulk
+from . import contacts as _contacts
 from .engine import make_engine, migrate
 from .errors import translate
+from .rows import row_to_event, scope_key
 from .schema import consent_state, contact_points, events, outbox, purposes, topics
 
-__all__ = ["SQLStore", "row_to_event"]
+__all__ = ["CONTACT", "POINT", "SQLStore", "row_to_event", "scope_key"]
 
 T = TypeVar("T")
-POINT = "point"
-CONTACT = "contact"
-
-
-def row_to_event(r: Any) -> Event:
-    kind = ScopeKind(r.scope_kind)
-    return Event(
-        id=r.id,
-        address=r.address,
-        scope=Scope(kind, r.purpose_id, r.topic_id),
-        action=Action(r.action),
-        source=r.source,
-        reason=r.reason,
-        mechanism=Mechanism(r.mechanism),
-        brand=r.brand,
-        message_id=r.message_id,
-        at=r.at,
-        client_ip=r.client_ip,
-        user_agent=r.user_agent,
-        contact_id=r.contact_id,
-        changed=bool(r.changed),
-        suspected_automated=bool(r.suspected_automated),
-        evidence=r.evidence,
-    )
 
 
 def _purpose(r: Any) -> Purpose:
@@ -194,6 +180,16 @@ class SQLStore:
         row = self._read(lambda c: c.execute(q).first())
         return _topic(row) if row else None
 
+    def catalog_names(self) -> tuple[dict[int, str], dict[int, str]]:
+        """Names of every purpose and topic ever created (deleted ones too), by id."""
+
+        def q(conn: Connection) -> tuple[dict[int, str], dict[int, str]]:
+            ps = {r.id: r.name for r in conn.execute(select(purposes.c.id, purposes.c.name))}
+            ts = {r.id: r.name for r in conn.execute(select(topics.c.id, topics.c.name))}
+            return ps, ts
+
+        return self._read(q)
+
     # consent ------------------------------------------------------------------------------
 
     def _point(self, conn: Connection, address: str, at: float) -> tuple[int, int | None]:
@@ -216,35 +212,94 @@ class SQLStore:
         ).one()
         return row.id, row.contact_id
 
+    def point_info(self, address: str) -> tuple[int, int | None] | None:
+        """``(contact point id, owning contact id)`` of a known address, else ``None``."""
+        q = select(contact_points.c.id, contact_points.c.contact_id).where(
+            contact_points.c.address == address
+        )
+        row = self._read(lambda c: c.execute(q).first())
+        return (row.id, row.contact_id) if row is not None else None
+
+    def contact_of(self, address: str) -> int | None:
+        info = self.point_info(address)
+        return info[1] if info else None
+
     def record(self, changes: Sequence[ConsentChange], at: float) -> list[Event]:
         if not changes:
             return []
         with self.tx() as conn:
             return [self._record_one(conn, ch, at) for ch in changes]
 
-    def _record_one(self, conn: Connection, ch: ConsentChange, at: float) -> Event:
-        point_id, owner = self._point(conn, ch.address, at)
-        contact_id = ch.contact_id if ch.contact_id is not None else owner
-        identity = ch.level is ConsentLevel.IDENTITY and contact_id is not None
-        # Bulk email is a contact-level switch; without a contact it falls back to the address.
-        if ch.scope.kind is ScopeKind.BULK_EMAIL and contact_id is not None:
-            identity = True
-        subject_type, subject_id = (CONTACT, contact_id) if identity else (POINT, point_id)
-        pid = ch.scope.purpose_id or 0
-        tid = ch.scope.topic_id or 0
-        key = and_(
-            consent_state.c.subject_type == subject_type,
-            consent_state.c.subject_id == subject_id,
-            consent_state.c.scope_kind == str(ch.scope.kind),
-            consent_state.c.purpose_id == pid,
-            consent_state.c.topic_id == tid,
+    def _current(self, conn: Connection, subjects: Sequence[Subject], scope: Scope) -> dict[Subject, bool]:
+        cond = or_(*(
+            and_(consent_state.c.subject_type == st, consent_state.c.subject_id == sid)
+            for st, sid in subjects
+        ))
+        rows = conn.execute(
+            select(consent_state.c.subject_type, consent_state.c.subject_id, consent_state.c.opted_out)
+            .where(scope_key(scope), cond)
         )
-        prev = conn.execute(select(consent_state.c.opted_out).where(key)).scalar_one_or_none()
-        opted_out = ch.action is Action.OPT_OUT
-        changed = (prev is None and opted_out) or (prev is not None and bool(prev) != opted_out)
+        return {(r.subject_type, r.subject_id): bool(r.opted_out) for r in rows}
+
+    def _write_state(
+        self, conn: Connection, subject: Subject, scope: Scope, opted_out: bool, at: float, event_id: int
+    ) -> None:
+        stmt = self._insert(consent_state).values(
+            subject_type=subject[0],
+            subject_id=subject[1],
+            scope_kind=str(scope.kind),
+            purpose_id=scope.purpose_id or 0,
+            topic_id=scope.topic_id or 0,
+            opted_out=opted_out,
+            updated_at=at,
+            event_id=event_id,
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"],
+                set_={"opted_out": opted_out, "updated_at": at, "event_id": event_id},
+            )
+        )
+
+    @staticmethod
+    def _outbox_row(ch: ConsentChange, event_id: int, at: float) -> dict[str, Any]:
+        """The outbox row written with every event (also used by bulk imports)."""
+        row: dict[str, Any] = {"event_id": event_id, "created_at": at}
         if ch.replace_with:
-            # The brand's handler replaces the default action: record, notify, change nothing.
-            changed = False
+            row["replaced_by"] = ch.replace_with
+        return row
+
+    def _record_one(self, conn: Connection, ch: ConsentChange, at: float) -> Event:
+        # The address's *current* contact decides where identity-level consent goes; a token's
+        # send-time contact id may name a contact deleted or reorganised since.
+        point_id, owner = self._point(conn, ch.address, at)
+        # Bulk email is a contact-level switch; without a contact it falls back to the address.
+        identity = owner is not None and (
+            ch.level is ConsentLevel.IDENTITY or ch.scope.kind is ScopeKind.BULK_EMAIL
+        )
+        opted_out = ch.action is Action.OPT_OUT
+        draft = Event(
+            id=0,
+            address=ch.address,
+            scope=ch.scope,
+            action=ch.action,
+            source=ch.source,
+            reason=ch.reason,
+            mechanism=ch.mechanism,
+            brand=ch.brand,
+            message_id=ch.message_id,
+            at=at,
+            client_ip=ch.meta.client_ip,
+            user_agent=ch.meta.user_agent,
+            contact_id=owner,
+            level=ConsentLevel.IDENTITY if identity else ConsentLevel.CHANNEL,
+            point_id=point_id,
+        )
+        subjects = subjects_of(draft)
+        prev = self._current(conn, subjects, ch.scope)
+        to_write = [s for s in subjects if prev.get(s, False) != opted_out]
+        # A brand handler that replaces the built-in action: record and notify, change nothing.
+        changed = bool(to_write) and not ch.replace_with
         suspected, evidence = self.annotate(ch, at) if self.annotate else (False, None)
         event_id = conn.execute(
             events.insert()
@@ -252,7 +307,7 @@ class SQLStore:
                 at=at,
                 address=ch.address,
                 contact_point_id=point_id,
-                contact_id=contact_id,
+                contact_id=owner,
                 scope_kind=str(ch.scope.kind),
                 purpose_id=ch.scope.purpose_id,
                 topic_id=ch.scope.topic_id,
@@ -267,48 +322,16 @@ class SQLStore:
                 changed=changed,
                 suspected_automated=suspected,
                 evidence=evidence,
+                level=draft.level.label,
             )
             .returning(events.c.id)
         ).scalar_one()
-        if (changed or prev is None) and not ch.replace_with:
-            stmt = self._insert(consent_state).values(
-                subject_type=subject_type,
-                subject_id=subject_id,
-                scope_kind=str(ch.scope.kind),
-                purpose_id=pid,
-                topic_id=tid,
-                opted_out=opted_out,
-                updated_at=at,
-                event_id=event_id,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"],
-                    set_={"opted_out": opted_out, "updated_at": at, "event_id": event_id},
-                )
-            )
-        row: dict[str, Any] = {"event_id": event_id, "created_at": at}
-        if ch.replace_with:
-            row["replaced_by"] = ch.replace_with
-        conn.execute(outbox.insert().values(**row))
-        return Event(
-            id=event_id,
-            address=ch.address,
-            scope=ch.scope,
-            action=ch.action,
-            source=ch.source,
-            reason=ch.reason,
-            mechanism=ch.mechanism,
-            brand=ch.brand,
-            message_id=ch.message_id,
-            at=at,
-            client_ip=ch.meta.client_ip,
-            user_agent=ch.meta.user_agent,
-            contact_id=contact_id,
-            changed=changed,
-            suspected_automated=suspected,
-            evidence=evidence,
-        )
+        if changed:
+            for subject in to_write:
+                self._write_state(conn, subject, ch.scope, opted_out, at, event_id)
+        conn.execute(outbox.insert().values(**self._outbox_row(ch, event_id, at)))
+        return replace(draft, id=event_id, changed=changed, suspected_automated=suspected,
+                       evidence=evidence)
 
     def state(self, address: str) -> ConsentState:
         def q(conn: Connection) -> ConsentState:
@@ -341,5 +364,92 @@ class SQLStore:
         return self._read(q)
 
     def events(self, address: str) -> list[Event]:
+        """Events recorded through this address, oldest first."""
         q = select(events).where(events.c.address == address).order_by(events.c.id)
         return self._read(lambda c: [row_to_event(r) for r in c.execute(q)])
+
+    def history_events(self, address: str) -> tuple[int | None, int | None, list[Event]]:
+        """``(point id, contact id, events)``: every event that shaped this address's state —
+        its own, and those that wrote its current contact's rows (through any address)."""
+
+        def q(conn: Connection) -> tuple[int | None, int | None, list[Event]]:
+            row = conn.execute(
+                select(contact_points.c.id, contact_points.c.contact_id).where(
+                    contact_points.c.address == address
+                )
+            ).first()
+            if row is None:
+                return None, None, []
+            cond = events.c.contact_point_id == row.id
+            if row.contact_id is not None:
+                cond = or_(cond, and_(
+                    events.c.contact_id == row.contact_id,
+                    events.c.level == "identity",
+                ))
+            evs = [row_to_event(r) for r in conn.execute(select(events).where(cond).order_by(events.c.id))]
+            return row.id, row.contact_id, evs
+
+        return self._read(q)
+
+    # contacts (see .contacts) -------------------------------------------------------------
+
+    def add_contact(
+        self, external_id: str | None = None, addresses: Iterable[str] = (), *, at: float,
+        source: str, mechanism: Mechanism,
+    ) -> Contact:
+        with self.tx() as conn:
+            return _contacts.add_contact(self, conn, external_id, list(addresses), at=at,
+                                         source=source, mechanism=mechanism)
+
+    def find_contact(self, ref: ContactRef, *, include_deleted: bool = True) -> Contact:
+        return self._read(lambda c: _contacts.find_contact(c, ref, include_deleted=include_deleted))
+
+    def link_address(
+        self, ref: ContactRef, address: str, *, move: bool = False, at: float, source: str,
+        mechanism: Mechanism,
+    ) -> tuple[Contact, list[Event]]:
+        with self.tx() as conn:
+            return _contacts.link(self, conn, ref, address, move=move, at=at, source=source,
+                                  mechanism=mechanism)
+
+    def unlink_address(
+        self, address: str, *, at: float, source: str, mechanism: Mechanism
+    ) -> tuple[int, list[Event]]:
+        with self.tx() as conn:
+            return _contacts.unlink(self, conn, address, at=at, source=source, mechanism=mechanism)
+
+    def delete_contact(
+        self, ref: ContactRef, *, at: float, source: str, mechanism: Mechanism
+    ) -> tuple[Contact, list[Event]]:
+        with self.tx() as conn:
+            return _contacts.delete(self, conn, ref, at=at, source=source, mechanism=mechanism)
+
+    def contact_opt_outs(self, contact_id: int) -> list[Scope]:
+        return self._read(lambda c: _contacts.contact_opt_outs(c, contact_id))
+
+    def list_contacts(self, *, include_deleted: bool = False, limit: int | None = None) -> list[Contact]:
+        return self._read(lambda c: _contacts.list_contacts(c, include_deleted=include_deleted,
+                                                            limit=limit))
+
+    # bulk (see .bulk) ---------------------------------------------------------------------
+
+    def blocked_addresses(self, purpose_id: int, topic_id: int | None) -> Iterator[tuple[str, list[str]]]:
+        return _bulk.blocked_addresses(self, purpose_id, topic_id)
+
+    def bulk_opt_out(
+        self, addresses: Sequence[str], scope: Scope, *, at: float, source: str, reason: str,
+        mechanism: Mechanism, brand: str,
+    ) -> tuple[int, int]:
+        return _bulk.bulk_opt_out(self, addresses, scope, at=at, source=source, reason=reason,
+                                  mechanism=mechanism, brand=brand)
+
+    def iter_state(self, *, include_opted_in: bool = False) -> Iterator[_bulk.StateRow]:
+        return _bulk.iter_state(self, include_opted_in=include_opted_in)
+
+    def iter_events(
+        self, *, since: float | None = None, until: float | None = None,
+        mechanism: Mechanism | None = None, address: str | None = None,
+        suspected: bool | None = None, limit: int | None = None,
+    ) -> Iterator[Event]:
+        return _bulk.iter_events(self, since=since, until=until, mechanism=mechanism,
+                                 address=address, suspected=suspected, limit=limit)

@@ -1,0 +1,206 @@
+"""Send-time filtering: which recipients of a (purpose, topic) may be mailed.
+
+:class:`BlockedIndex` loads, once, every address a send to the purpose/topic must skip (with the
+reason, in :func:`~unsubkit.consent.decide`'s precedence); :func:`filter_list` then streams a
+list through it chunk by chunk. Memory grows with the number of opt-outs, never with the list.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from ..address import normalize
+from ..consent.decisions import Decision
+from ..consent.model import Purpose, Topic
+from ..errors import AddressError
+from ..store.base import ConsentStore
+from .normalize import all_fast, fast_key
+from .reader import Chunk, ListReader
+
+__all__ = ["INVALID", "BlockedIndex", "FilterStats", "RowWriter", "SendCheck", "filter_list"]
+
+INVALID = "invalid address"
+_ALLOWED = Decision(True, "allowed")
+_TRANSACTIONAL = Decision(True, "transactional")
+
+
+class RowWriter(Protocol):
+    def writerow(self, row: Iterable[Any], /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendCheck:
+    """The decision for one input address (``normalized`` is ``None`` when it is invalid)."""
+
+    address: str
+    normalized: str | None
+    decision: Decision
+
+    def __bool__(self) -> bool:
+        return self.decision.allowed
+
+
+class BlockedIndex:
+    """The blocked addresses of one (purpose, topic), with their reasons, loaded once."""
+
+    def __init__(self, purpose: Purpose, topic: Topic | None, blocked: dict[str, str]) -> None:
+        self.purpose = purpose
+        self.topic = topic
+        #: normalized address -> reason (``decide``'s wording).
+        self.blocked = blocked
+
+    @classmethod
+    def load(cls, store: ConsentStore, purpose: Purpose, topic: Topic | None) -> BlockedIndex:
+        blocked: dict[str, str] = {}
+        # Transactional mail is never blocked by an opt-out: nothing to load.
+        if purpose.commercial:
+            for reason, page in store.blocked_addresses(purpose.id, topic.id if topic else None):
+                # Pages come in increasing precedence: a later reason overwrites an earlier one.
+                blocked.update(dict.fromkeys(page, reason))
+        return cls(purpose, topic, blocked)
+
+    def __len__(self) -> int:
+        return len(self.blocked)
+
+    def decide(self, normalized: str) -> Decision:
+        if not self.purpose.commercial:
+            return _TRANSACTIONAL
+        reason = self.blocked.get(normalized)
+        return _ALLOWED if reason is None else Decision(False, reason)
+
+    def check(self, address: str) -> SendCheck:
+        try:
+            key = fast_key(address.strip()) or normalize(address)
+        except AddressError as exc:
+            return SendCheck(address, None, Decision(False, f"{INVALID}: {exc}"))
+        return SendCheck(address, key, self.decide(key))
+
+    def check_many(self, addresses: Iterable[str]) -> Iterator[SendCheck]:
+        return map(self.check, addresses)
+
+
+@dataclass
+class FilterStats:
+    kept: int = 0
+    blocked: int = 0
+    invalid: int = 0
+    #: Blocked rows by reason.
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.kept + self.blocked + self.invalid
+
+    def summary(self) -> str:
+        parts = [f"kept {self.kept}", f"blocked {self.blocked}"]
+        if self.reasons:
+            parts[-1] += " (" + ", ".join(f"{r}: {n}" for r, n in self.reasons.most_common()) + ")"
+        parts.append(f"invalid {self.invalid}")
+        return ", ".join(parts)
+
+    def as_json(self) -> dict[str, object]:
+        return {"kept": self.kept, "blocked": self.blocked, "invalid": self.invalid,
+                "reasons": dict(self.reasons)}
+
+
+def _fast_keys(chunk: Chunk) -> list[str] | None:
+    """Normalized keys of every row when the whole chunk is on the fast path, else ``None``."""
+    if not all_fast(chunk.values):
+        return None
+    if chunk.joined is not None:
+        return chunk.joined.lower().split("\n")
+    return list(map(str.lower, chunk.values))
+
+
+def filter_list(
+    reader: ListReader,
+    index: BlockedIndex,
+    out: TextIO,
+    *,
+    blocked_out: TextIO | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> FilterStats:
+    """Write the sendable rows of ``reader`` to ``out`` unchanged and in order.
+
+    ``blocked_out`` (optional) receives a CSV ``line,email,reason`` of every other row. Blank
+    lines are neither recipients nor errors and are dropped.
+    """
+    stats = FilterStats()
+    if reader.header is not None:
+        out.write(reader.header + "\n")
+    writer = csv.writer(blocked_out, lineterminator="\n") if blocked_out is not None else None
+    if writer is not None:
+        writer.writerow(["line", "email", "reason"])
+    blocked = index.blocked if index.purpose.commercial else {}
+    for chunk in reader.chunks():
+        keys = _fast_keys(chunk)
+        if keys is not None:
+            kept = _fast_chunk(chunk, keys, blocked, stats, writer)
+        else:
+            kept = _slow_chunk(chunk, blocked, stats, writer)
+        if kept:
+            out.write("\n".join(kept))
+            out.write("\n")
+        if on_progress is not None:
+            on_progress(chunk.size)
+    return stats
+
+
+def _fast_chunk(
+    chunk: Chunk, keys: list[str], blocked: dict[str, str], stats: FilterStats,
+    writer: RowWriter | None,
+) -> list[str]:
+    if not blocked:
+        stats.kept += len(keys)
+        return chunk.raws
+    # One dict probe per row, all from C: reasons (None = sendable), then the kept rows.
+    reasons = list(map(blocked.get, keys))
+    kept = list(itertools.compress(chunk.raws, map(operator.is_, reasons, itertools.repeat(None))))
+    stats.kept += len(kept)
+    n_blocked = len(keys) - len(kept)
+    if n_blocked:
+        stats.blocked += n_blocked
+        counts = Counter(reasons)
+        del counts[None]
+        stats.reasons.update(counts)  # type: ignore[arg-type]
+        if writer is not None:
+            for i, reason in enumerate(reasons):
+                if reason is not None:
+                    writer.writerow([chunk.line_no(i), chunk.values[i], reason])
+    return kept
+
+
+def _slow_chunk(
+    chunk: Chunk, blocked: dict[str, str], stats: FilterStats,
+    writer: RowWriter | None,
+) -> list[str]:
+    kept: list[str] = []
+    for i, value in enumerate(chunk.values):
+        stripped = value.strip()
+        if not stripped and chunk.joined is not None:
+            continue  # a blank line is not a recipient; a CSV row without address is invalid
+        key = fast_key(stripped)
+        if key is None:
+            try:
+                key = normalize(stripped)
+            except AddressError as exc:
+                stats.invalid += 1
+                if writer is not None:
+                    writer.writerow([chunk.line_no(i), value, f"{INVALID}: {exc}"])
+                continue
+        reason = blocked.get(key)
+        if reason is None:
+            stats.kept += 1
+            kept.append(chunk.raws[i])
+        else:
+            stats.blocked += 1
+            stats.reasons[reason] += 1
+            if writer is not None:
+                writer.writerow([chunk.line_no(i), value, reason])
+    return kept
