@@ -91,7 +91,7 @@ class RelayThread:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # surfaced to the test by start()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test by start()
             self._error = exc
             self._ready.set()
 

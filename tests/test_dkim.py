@@ -244,6 +244,9 @@ def test_unsignable_input_is_a_clear_error(ed_key) -> None:
         s.sign(b"not a header line\r\nFrom: a@example.com\r\n\r\nx\r\n")
     with pytest.raises(DKIMError):
         s.sign("text, not bytes")  # type: ignore[arg-type]
+    with pytest.raises(DKIMError, match="From"):
+        DKIMSigner(ed_key, domain="example.com", selector="s", oversign=False).sign(
+            b"Subject: no sender\r\n\r\nx\r\n")
 
 
 def test_load_private_key_never_echoes_input() -> None:

@@ -6,14 +6,17 @@ in List-Unsubscribe, List-Unsubscribe-Post, a body link, a DKIM signature dkimpy
 
 from __future__ import annotations
 
+import datetime
 import email
 import email.policy
+import ipaddress
+import json
 import smtplib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,6 +330,29 @@ def test_upstream_connections_are_reused(env: Env, relay: RelayThread) -> None:
     assert relay.server.upstream.connects == 1  # type: ignore[union-attr]
 
 
+def test_a_pooled_connection_the_upstream_closed_is_replaced(env: Env) -> None:
+    from aiosmtpd.controller import Controller
+
+    with sink() as (first, port):
+        relay = env.relay(upstream={"port": port})
+        try:
+            send(relay.port, ["ann@example.org"], message(to="ann@example.org"))
+        except BaseException:
+            relay.stop()
+            raise
+    # The upstream restarted on the same port: the idle pooled session is dead.
+    second = SinkHandler()
+    ctl = Controller(second, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        send(relay.port, ["bob@example.org"], message(to="bob@example.org"))
+    finally:
+        relay.stop()
+        ctl.stop()
+    assert len(first.received) == 1 and len(second.received) == 1
+    assert relay.server.upstream.connects == 2  # type: ignore[union-attr]
+
+
 # -- the SMTP session ------------------------------------------------------------------------
 
 
@@ -375,8 +401,6 @@ def test_dkim_key_missing_defers(env: Env, relay: RelayThread) -> None:
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    import datetime
-
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -385,8 +409,6 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
@@ -472,8 +494,6 @@ def test_unsubkit_relay_command(tmp_path: Path) -> None:
     env = cli_env(tmp_path, db, '[brands.default]\ndkim_keys = ["s1._domainkey.example.com"]\n')
     run_cli("init", env=env)
     txt = run_cli("dkim", "keygen", "--domain", "example.com", "--selector", "s1", "--json", env=env)
-    import json
-
     record = json.loads(txt.stdout)
     bad = run_cli("relay", "--upstream", "nowhere", env=env, check=False)
     assert bad.returncode != 0 and "HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr

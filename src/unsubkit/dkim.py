@@ -395,6 +395,8 @@ class DKIMSigner:
 
     def _field(self, msg: _Parsed) -> bytes:
         fields = msg.fields
+        if b"from" not in fields:
+            raise DKIMError("message has no From field (RFC 6376 requires signing it)")
         relaxed = self._header_canon == "relaxed"
         signed: list[bytes] = []
         counts: list[int] = []

@@ -167,7 +167,8 @@ def _with_link(text: str, url: str, footer: Footer, is_html: bool) -> tuple[str,
         return new, "", ""
     nl = "\r\n" if "\r\n" in text else "\n"
     if not is_html:
-        return text, footer.text.replace("{unsubscribe_url}", value).replace("\n", nl), ""
+        added = footer.text.replace("{unsubscribe_url}", value).replace("\r\n", "\n")
+        return text, added.replace("\n", nl), ""
     snippet = footer.html.replace("{unsubscribe_url}", value)
     ends = list(_BODY_END.finditer(text)) or list(_HTML_END.finditer(text))
     if not ends:

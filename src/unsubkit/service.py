@@ -258,7 +258,11 @@ class Unsubkit:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.codec = TokenCodec(ring, clock=clock, lifetime=settings.lifetime)
+        # Settings are frozen: resolve each brand once (``Settings.brand`` copies a model per call,
+        # and tokens are opened and brands looked up on every one-click request).
+        self._brands: dict[str, Brand | None] = {}
+        lifetimes = {name: settings.brand(name).token_lifetime for name in settings.brand_names}
+        self.codec = TokenCodec(ring, clock=clock, lifetime=lifetimes.get)
         if isinstance(store, SQLStore) and store.annotate is None:
             # Flag likely machine opt-outs for review (never blocks them); see consent.automation.
             store.annotate = AutomationHeuristics.build(
@@ -336,10 +340,15 @@ class Unsubkit:
         return self.codec.open(token)
 
     def brand_or_none(self, name: str) -> Brand | None:
+        if name in self._brands:
+            return self._brands[name]
         try:
-            return self.settings.brand(name)
+            brand: Brand | None = self.settings.brand(name)
         except Exception:  # noqa: BLE001 - a brand removed since sending still unsubscribes
-            return None
+            brand = None
+        if len(self._brands) < 1024:  # names come from tokens: bounded, in case of junk
+            self._brands[name] = brand
+        return brand
 
     def changes_for_token(
         self, claims: Claims, *, mechanism: Mechanism, meta: RequestMeta | None = None

@@ -40,7 +40,7 @@ def keygen(
     """Create a signing key in the data dir (mode 0600) and print its DNS TXT record.
 
     The private key is never printed. Publish the record, then add the key name to a
-    brand's ``dkim_keys`` in unsubkit.toml.
+    brand's dkim_keys in unsubkit.toml.
     """
     settings = get_settings(ctx)
     try:
