@@ -44,7 +44,7 @@ LUA = r"""
 local tokens = {}
 local threads = {}
 local counter = 0
-local statuses = {}
+statuses = {}
 local prefix = os.getenv("BENCH_PREFIX")
 local tokens_file = os.getenv("BENCH_TOKENS")
 

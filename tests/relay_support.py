@@ -42,6 +42,8 @@ class SinkHandler:
     rcpt_replies: dict[str, list[str]] = field(default_factory=dict)
     refuse: dict[str, str] = field(default_factory=dict)
     data_reply: str = "250 2.0.0 Ok: queued"
+    #: Seconds DATA takes before its reply (a slow or hung upstream).
+    data_delay: float = 0.0
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -54,6 +56,8 @@ class SinkHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_reply.startswith("250"):
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           envelope.original_content))

@@ -9,13 +9,13 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import CORPUS, build_kit, cli_env, run_cli
 from mail_support import dkim_key, dsn, message, token_address
-
 from unsubkit.mail.fromcheck import FromChecker
 from unsubkit.mail.ingest import (
     Exit,
@@ -99,8 +99,8 @@ def test_real_newsletters_do_not_prove_a_sender(make_settings: Callable[..., Set
         key = dkim_key("example.org")
         checker = FromChecker(lambda n, t: key.txt.encode() if n.rstrip(".") == key.dns_name else None)
         signed = key.sign(message(frm="jane@example.org"))
-        result = MailtoProcessor(kit, from_checker=checker)
-        assert ingest_message(result, signed, recipients=["unsubscribe@example.com"]).exit is Exit.OK
+        proving = MailtoProcessor(kit, from_checker=checker)
+        assert ingest_message(proving, signed, recipients=["unsubscribe@example.com"]).exit is Exit.OK
         assert marketing_out(kit, "jane@example.org")
     finally:
         kit.close()
@@ -174,11 +174,11 @@ def env(tmp_path: Path, db_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def cli_kit(env: dict[str, str], tmp_path: Path, db_url: str) -> Unsubkit:
+def cli_kit(env: dict[str, str], tmp_path: Path, db_url: str) -> Iterator[Unsubkit]:
     settings = Settings(database_url=db_url, data_dir=tmp_path / "data", base_url="https://unsub.example.com",
                         mailto_address="unsubscribe@example.com")
     kit = Unsubkit.open(settings)
-    yield kit  # type: ignore[misc]
+    yield kit
     kit.close()
 
 

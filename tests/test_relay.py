@@ -15,6 +15,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from mailcorpus import verify_all
 from relay_support import RelayThread, SinkHandler, sink
 from unsubkit.clock import FrozenClock
 from unsubkit.dkimkeys import create_key
+from unsubkit.errors import UnknownPurpose
 from unsubkit.headers import parse_list_unsubscribe
 from unsubkit.relay import RelayConfig, UpstreamConfig
 from unsubkit.relay.server import parse_networks
@@ -224,6 +226,8 @@ def test_purpose_is_required_unless_a_default_is_configured(env: Env, relay: Rel
     err = data_error(relay.port, ["ann@example.org"], conflicting)
     assert err.smtp_code == 554 and b"different values" in err.smtp_error
     assert env.sink.received == []
+    with pytest.raises(UnknownPurpose):  # a misspelt default is an error at start, not per message
+        env.relay(default_purpose="marketnig")
     defaulted = env.relay(default_purpose="marketing")
     try:
         send(defaulted.port, ["ann@example.org"], message(to="ann@example.org", purpose=None))
@@ -351,6 +355,67 @@ def test_a_pooled_connection_the_upstream_closed_is_replaced(env: Env) -> None:
         ctl.stop()
     assert len(first.received) == 1 and len(second.received) == 1
     assert relay.server.upstream.connects == 2  # type: ignore[union-attr]
+
+
+def test_an_upstream_that_does_not_answer_is_451_and_its_session_is_not_reused(env: Env) -> None:
+    relay = env.relay(upstream={"timeout": 0.5})
+    try:
+        env.sink.data_delay = 1.5
+        err = data_error(relay.port, ["ann@example.org"], message(to="ann@example.org"))
+        assert err.smtp_code == 451 and b"did not answer in time" in err.smtp_error
+        env.sink.data_delay = 0
+        time.sleep(1.5)  # the sink's late "250" arrives on the abandoned session
+        send(relay.port, ["bob@example.org"], message(to="bob@example.org"))
+    finally:
+        relay.stop()
+    assert len(env.sink.to("bob@example.org")) == 1
+    assert relay.server.upstream.connects == 2  # type: ignore[union-attr]
+
+
+def test_non_ascii_addresses_travel_with_smtputf8(env: Env) -> None:
+    with sink(enable_SMTPUTF8=True) as (utf8_sink, port):
+        relay = env.relay(upstream={"port": port})
+        try:
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as s:
+                refused = s.sendmail(SENDER, ["jöran@example.org"], message(to="x@example.org"),
+                                     mail_options=["SMTPUTF8"])
+        finally:
+            relay.stop()
+    assert refused == {}
+    (copy,) = utf8_sink.received
+    assert copy.rcpt_tos == ["jöran@example.org"]
+    assert env.kit.open_token(token_of(copy.data)).address == "jöran@example.org"
+    # An upstream without SMTPUTF8 cannot take the copy: a permanent, explained refusal.
+    with sink(enable_SMTPUTF8=False) as (ascii_sink, port):
+        relay = env.relay(upstream={"port": port})
+        try:
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as s:
+                with pytest.raises(smtplib.SMTPDataError) as info:
+                    s.sendmail(SENDER, ["jöran@example.org"], message(to="x@example.org"),
+                               mail_options=["SMTPUTF8"])
+        finally:
+            relay.stop()
+    assert info.value.smtp_code == 553 and b"SMTPUTF8" in info.value.smtp_error
+    assert ascii_sink.received == []
+
+
+def test_stopping_lets_transactions_in_flight_finish(env: Env) -> None:
+    relay = env.relay()
+    env.sink.data_delay = 1.0
+    result: dict[str, Any] = {}
+
+    def submit() -> None:
+        result["refused"] = send(relay.port, ["ann@example.org"], message(to="ann@example.org"))
+
+    t = threading.Thread(target=submit)
+    t.start()
+    time.sleep(0.5)  # the copy is on its way upstream
+    relay.stop()
+    t.join(10)
+    assert result == {"refused": {}}
+    assert len(env.sink.received) == 1
+    with pytest.raises(OSError):  # and nothing listens any more
+        socket.create_connection(("127.0.0.1", relay.port), timeout=2).close()
 
 
 # -- the SMTP session ------------------------------------------------------------------------
@@ -497,6 +562,8 @@ def test_unsubkit_relay_command(tmp_path: Path) -> None:
     record = json.loads(txt.stdout)
     bad = run_cli("relay", "--upstream", "nowhere", env=env, check=False)
     assert bad.returncode != 0 and "HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr
+    none = run_cli("relay", env=env, check=False)
+    assert none.returncode != 0 and "relay_upstream_host" in none.stderr and "Traceback" not in none.stderr
     with sink() as (handler, sink_port):
         port = free_port()
         log = tmp_path / "relay.log"
@@ -518,3 +585,28 @@ def test_unsubkit_relay_command(tmp_path: Path) -> None:
         assert copy.msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert "relay listening on 127.0.0.1" in log.read_text()
         assert "ann@example.org" not in log.read_text()  # addresses are masked in logs
+
+
+def test_relay_config_from_settings_and_overrides(tmp_path: Path) -> None:
+    from unsubkit.errors import ConfigError
+
+    base = {"database_url": f"sqlite:///{tmp_path / 'u.db'}", "data_dir": tmp_path / "data"}
+    s = Settings(**base, relay_upstream_host="smtp.example.net", relay_upstream_port=587,
+                 relay_upstream_security="starttls", relay_upstream_username="app",
+                 relay_upstream_password="pa55word", relay_allowed_clients=["10.0.0.0/8"],
+                 relay_default_purpose="marketing", relay_max_recipients=7)
+    cfg = RelayConfig.from_settings(s)
+    assert (cfg.host, cfg.port, cfg.max_recipients, cfg.default_purpose) == ("127.0.0.1", 2526, 7, "marketing")
+    assert cfg.upstream.address == "smtp.example.net:587" and cfg.upstream.security == "starttls"
+    assert cfg.upstream.password is not None and cfg.upstream.password.get_secret_value() == "pa55word"
+    assert "pa55word" not in repr(s) and "pa55word" not in repr(cfg)
+    assert [str(n) for n in cfg.networks] == ["10.0.0.0/8"]
+    over = RelayConfig.from_settings(s, host="::1", port=0, upstream_host="127.0.0.1", upstream_port=25,
+                                     security="none", allow=["192.168.0.0/16"], default_purpose="transactional")
+    assert (over.host, over.port, over.upstream.address, over.default_purpose) == (
+        "::1", 0, "127.0.0.1:25", "transactional")
+    assert [str(n) for n in over.networks] == ["192.168.0.0/16"]
+    with pytest.raises(ConfigError, match="without TLS"):
+        RelayConfig.from_settings(s, security="none")
+    with pytest.raises(ConfigError, match="relay_upstream_host"):
+        RelayConfig.from_settings(Settings(**base))

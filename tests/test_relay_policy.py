@@ -11,11 +11,10 @@ import pytest
 from unsubkit.cli.relay import parse_hostport
 from unsubkit.clock import FrozenClock
 from unsubkit.errors import ConfigError, MessageError
-from unsubkit.message import parse_message
 from unsubkit.relay.dsn import build_dsn
 from unsubkit.relay.handler import client_allowed
 from unsubkit.relay.ledger import RetryLedger, transaction_key
-from unsubkit.relay.policy import Delivery, read_control, settle, strip_control, verdict
+from unsubkit.relay.policy import Delivery, settle, split_control, verdict
 from unsubkit.relay.server import parse_networks
 
 OK = Delivery("a@example.org", 250, "2.0.0 Ok: queued")
@@ -24,22 +23,32 @@ TEMP = Delivery("c@example.org", 451, "4.3.0 try later", temporary=True)
 PERM = Delivery("d@example.org", 550, "5.1.1 <d@example.org>: user unknown")
 
 
-def test_control_fields_are_read_and_all_removed() -> None:
-    msg = parse_message(
+def test_control_fields_are_read_and_removed_byte_for_byte() -> None:
+    data = (
         b"From: a@example.com\r\nX-Unsubkit-Purpose: marketing\r\nx-unsubkit-topic:  weekly \r\n"
-        b"X-UNSUBKIT-BRAND: shop\r\nX-Unsubkit-Purpose: marketing\r\nX-Unsubkit-Other: 1\r\n"
-        b"Subject: hi\r\n\r\nbody\r\n"
+        b"X-UNSUBKIT-BRAND:\r\n shop\r\nX-Unsubkit-Purpose: marketing\r\nX-Unsubkit-Other: 1\r\n"
+        b"Subject: a long subject\r\n\tfolded =?utf-8?q?kept?=\r\n\r\nbody\r\nX-Unsubkit-Purpose: body\r\n"
     )
-    c = read_control(msg)
+    sub = split_control(data)
+    c = sub.control
     assert (c.purpose, c.topic, c.brand) == ("marketing", "weekly", "shop")
-    assert strip_control(msg) == 5
-    assert list(msg.keys()) == ["From", "Subject"]
+    assert sub.stripped == 5
+    assert sub.data == (
+        b"From: a@example.com\r\nSubject: a long subject\r\n\tfolded =?utf-8?q?kept?=\r\n"
+        b"\r\nbody\r\nX-Unsubkit-Purpose: body\r\n"
+    )
+    assert sub.fields["from"] == ["a@example.com"]
+    plain = b"From: a@example.com\nSubject: x\n\nbody\n"
+    assert split_control(plain).data is plain  # nothing to strip: the very same bytes
+    lf = split_control(b"From: a@example.com\nX-Unsubkit-Purpose: p\n\nbody\n")
+    assert lf.data == b"From: a@example.com\n\nbody\n" and lf.control.purpose == "p"
 
 
-def test_conflicting_control_fields_are_an_error() -> None:
-    msg = parse_message(b"From: a@example.com\r\nX-Unsubkit-Purpose: a\r\nX-Unsubkit-Purpose: b\r\n\r\nx\r\n")
+def test_conflicting_control_fields_and_headless_input_are_errors() -> None:
     with pytest.raises(MessageError, match="different values"):
-        read_control(msg)
+        split_control(b"From: a@example.com\r\nX-Unsubkit-Purpose: a\r\nX-Unsubkit-Purpose: b\r\n\r\nx\r\n")
+    with pytest.raises(MessageError, match="no header"):
+        split_control(b"just some text\r\n")
 
 
 def test_delivery_status_and_reason() -> None:

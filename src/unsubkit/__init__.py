@@ -20,6 +20,7 @@ from .errors import (
     UnsubkitError,
 )
 from .headers import UnsubscribeHeaders, parse_list_unsubscribe, set_unsubscribe_headers
+from .prepare import Preparer, prepare, prepare_each
 from .service import HeaderResult, Unsubkit
 from .settings import Brand, Settings, load_settings
 from .tokens import Claims, Key, KeyRing, TokenCodec
@@ -42,6 +43,7 @@ __all__ = [
     "Key",
     "KeyRing",
     "Mechanism",
+    "Preparer",
     "Purpose",
     "PurposeKind",
     "Scope",
@@ -56,5 +58,7 @@ __all__ = [
     "__version__",
     "load_settings",
     "parse_list_unsubscribe",
+    "prepare",
+    "prepare_each",
     "set_unsubscribe_headers",
 ]

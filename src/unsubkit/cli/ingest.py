@@ -95,7 +95,7 @@ def _mailbox(ctx: typer.Context, path: Path, kind: str, recipients: list[str], a
 
 
 def _print_summary(path: Path, s: MailboxSummary) -> None:
-    table = Table("outcome", "messages", title=f"{path}: {s.messages} message(s)")
+    table = Table("outcome", "messages", title=f"{s.messages} message(s) in {path.name}")
     table.add_row("recorded", f"{s.recorded} ({s.events} event(s), {s.changed} changed)")
     table.add_row("dropped (bounces, reports)", str(s.dropped))
     for reason, n in s.refused.most_common():

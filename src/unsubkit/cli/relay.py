@@ -57,9 +57,9 @@ def relay(
 ) -> None:
     """Relay apps' mail to a smarthost, adding unsubscribe headers, body link and DKIM.
 
-    Recipients who opted out of a commercial purpose are not sent the message. Upstream
-    credentials come from settings only (relay_upstream_username, relay_upstream_password or
-    UNSUBKIT_RELAY_UPSTREAM_PASSWORD), never from the command line.
+    Recipients who opted out of a commercial purpose are not sent the message.
+
+    Upstream credentials come from settings only (relay_upstream_username and UNSUBKIT_RELAY_UPSTREAM_PASSWORD).
     """
     from ..relay import RelayConfig
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import WebhookError
@@ -49,7 +49,7 @@ from .model import (
 )
 from .signing import new_secret
 
-__all__ = ["Claim", "HookStore"]
+__all__ = ["Claim", "HookStore", "Outcome"]
 
 T = TypeVar("T")
 D = webhook_deliveries
@@ -64,6 +64,20 @@ class Claim:
     attempt: int
     locked_until: float
     endpoint: Endpoint | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt of a claim went (recorded by :meth:`HookStore.finish`)."""
+
+    claim: Claim
+    ok: bool
+    started: float
+    finished: float
+    status_code: int | None = None
+    error: str | None = None
+    #: When to try again after a failure; ``None`` with ``ok=False`` means dead.
+    retry_at: float | None = None
 
 
 def _endpoint(r: Any) -> Endpoint:
@@ -244,35 +258,36 @@ class HookStore:
                     replaced[eid] = by
         return [EventFacts(row_to_event(r), r.purpose_name, r.topic_name, replaced.get(r.id)) for r in rows]
 
+    def _fan_out(self, conn: Connection, now: float, handlers: Sequence[str], limit: int) -> int:
+        picked = conn.execute(
+            select(outbox.c.id, outbox.c.event_id, outbox.c.replaced_by)
+            .where(outbox.c.processed_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not picked:
+            return 0
+        replaced = {r.event_id: r.replaced_by for r in picked}
+        facts = self._facts(conn, events.c.id.in_(list(replaced)), replaced)
+        endpoints = self._live(conn)
+        rows: list[dict[str, Any]] = []
+        for f in facts:
+            body = encode_payload(event_payload(f))
+            rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now, body=body) for ep in endpoints if ep.accepts(f)]
+            # A replacement handler runs for its brand's events even if not listed globally.
+            targets = list(dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])]))
+            rows += [_new_row(f, TargetKind.HANDLER, h, now, body=body) for h in targets]
+        if rows:
+            conn.execute(D.insert(), rows)
+        conn.execute(update(outbox).where(outbox.c.id.in_([r.id for r in picked])).values(processed_at=now))
+        return len(picked)
+
     def fan_out(self, *, now: float, handlers: Sequence[str] = (), limit: int = 500) -> int:
         """Turn unprocessed outbox rows into deliveries (one per matching target), atomically:
         the outbox rows are marked processed in the same transaction. Returns rows processed."""
         with self.tx() as conn:
-            picked = conn.execute(
-                select(outbox.c.id, outbox.c.event_id, outbox.c.replaced_by)
-                .where(outbox.c.processed_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not picked:
-                return 0
-            replaced = {r.event_id: r.replaced_by for r in picked}
-            facts = self._facts(conn, events.c.id.in_(list(replaced)), replaced)
-            endpoints = self._live(conn)
-            rows: list[dict[str, Any]] = []
-            for f in facts:
-                body = encode_payload(event_payload(f))
-                rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now, body=body) for ep in endpoints if ep.accepts(f)]
-                # A replacement handler runs for its brand's events even if not listed globally.
-                targets = list(dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])]))
-                rows += [_new_row(f, TargetKind.HANDLER, h, now, body=body) for h in targets]
-            if rows:
-                conn.execute(D.insert(), rows)
-            conn.execute(
-                update(outbox).where(outbox.c.id.in_([r.id for r in picked])).values(processed_at=now)
-            )
-            return len(picked)
+            return self._fan_out(conn, now, handlers, limit)
 
     def pending_outbox(self) -> int:
         q = select(func.count()).select_from(outbox).where(outbox.c.processed_at.is_(None))
@@ -280,8 +295,7 @@ class HookStore:
 
     # claims and results -------------------------------------------------------------------
 
-    def claim(self, *, now: float, worker: str, lease: float, limit: int) -> list[Claim]:
-        """Take up to ``limit`` due deliveries for ``worker`` (see the module docstring)."""
+    def _claim(self, conn: Connection, now: float, worker: str, lease: float, limit: int) -> list[Claim]:
         if limit <= 0:
             return []
         due = and_(
@@ -290,63 +304,101 @@ class HookStore:
             or_(D.c.locked_until.is_(None), D.c.locked_until <= now),
         )
         until = now + lease
-        with self.tx() as conn:
-            rows = conn.execute(
-                select(D).where(due).order_by(D.c.next_attempt_at, D.c.id).limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not rows:
-                return []
-            ids = [r.id for r in rows]
-            conn.execute(
-                update(D).where(D.c.id.in_(ids))
-                .values(locked_until=until, locked_by=worker, attempts=D.c.attempts + 1)
-            )
-            wanted = {r.target for r in rows if r.target_kind == str(TargetKind.WEBHOOK)}
-            eps = {
-                r.id: _endpoint(r)
-                for r in conn.execute(select(E).where(E.c.id.in_(wanted), E.c.deleted_at.is_(None)))
-            } if wanted else {}
+        rows = conn.execute(
+            select(D).where(due).order_by(D.c.next_attempt_at, D.c.id).limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return []
+        conn.execute(
+            update(D).where(D.c.id.in_([r.id for r in rows]))
+            .values(locked_until=until, locked_by=worker, attempts=D.c.attempts + 1)
+        )
+        wanted = {r.target for r in rows if r.target_kind == str(TargetKind.WEBHOOK)}
+        eps = {
+            r.id: _endpoint(r)
+            for r in conn.execute(select(E).where(E.c.id.in_(wanted), E.c.deleted_at.is_(None)))
+        } if wanted else {}
         return [Claim(_delivery(r), r.attempts + 1, until, eps.get(r.target)) for r in rows]
 
-    def _log(self, conn: Connection, claim: Claim, worker: str, started: float, duration: float,
-             status_code: int | None, error: str | None) -> None:
-        conn.execute(
-            webhook_attempts.insert().values(
-                delivery_id=claim.delivery.id, attempt=claim.attempt, worker=worker, started_at=started,
-                duration_ms=round(duration * 1000, 3), status_code=status_code,
-                error=error[:1000] if error else None,
-            )
-        )
+    def claim(self, *, now: float, worker: str, lease: float, limit: int) -> list[Claim]:
+        """Take up to ``limit`` due deliveries for ``worker`` (see the module docstring)."""
+        with self.tx() as conn:
+            return self._claim(conn, now, worker, lease, limit)
 
     def _mine(self, claim: Claim, worker: str) -> Any:
         return and_(D.c.id == claim.delivery.id, D.c.locked_by == worker, D.c.attempts == claim.attempt,
                     D.c.status == str(DeliveryStatus.PENDING))
 
+    def _finish(self, conn: Connection, outcomes: Sequence[Outcome], worker: str) -> int:
+        if not outcomes:
+            return 0
+        conn.execute(webhook_attempts.insert(), [
+            {
+                "delivery_id": o.claim.delivery.id, "attempt": o.claim.attempt, "worker": worker,
+                "started_at": o.started, "duration_ms": round((o.finished - o.started) * 1000, 3),
+                "status_code": o.status_code, "error": o.error[:1000] if o.error else None,
+            }
+            for o in outcomes
+        ])
+        rows = []
+        for o in outcomes:
+            if o.ok:
+                status, next_at, error = DeliveryStatus.DELIVERED, o.claim.delivery.next_attempt_at, None
+            elif o.retry_at is None:
+                status, next_at, error = DeliveryStatus.DEAD, o.claim.delivery.next_attempt_at, o.error or "failed"
+            else:
+                status, next_at, error = DeliveryStatus.PENDING, o.retry_at, o.error or "failed"
+            rows.append({
+                "b_id": o.claim.delivery.id, "b_attempt": o.claim.attempt, "b_status": str(status),
+                "b_next": next_at, "b_error": error[:1000] if error else None, "b_code": o.status_code,
+                "b_delivered": o.finished if o.ok else None,
+            })
+        # One statement for the whole batch; the guard keeps a lost claim's result out.
+        stmt = (
+            update(D)
+            .where(D.c.id == bindparam("b_id"), D.c.locked_by == worker, D.c.attempts == bindparam("b_attempt"),
+                   D.c.status == str(DeliveryStatus.PENDING))
+            .values(status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
+                    last_error=bindparam("b_error"), last_status=bindparam("b_code"),
+                    delivered_at=bindparam("b_delivered"), locked_until=None)
+        )
+        res = conn.execute(stmt, rows[0] if len(rows) == 1 else rows)
+        return int(res.rowcount or 0) if len(rows) == 1 else len(rows)
+
+    def finish(self, outcomes: Sequence[Outcome], *, worker: str) -> int:
+        """Record attempts' outcomes in one transaction. A claim whose lease ran out and was
+        taken over is only logged, not applied. Returns 1/0 (applied or not) for a single
+        outcome; for a batch, the number of outcomes recorded."""
+        with self.tx() as conn:
+            return self._finish(conn, outcomes, worker)
+
+    def step(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        now: float,
+        worker: str,
+        lease: float,
+        claim_limit: int,
+        handlers: Sequence[str] = (),
+        fan_out_limit: int = 500,
+    ) -> tuple[int, list[Claim]]:
+        """One worker step in one transaction (one fsync on SQLite): record ``outcomes``, fan out
+        pending outbox rows, claim what is due. Returns (outbox rows fanned out, claims)."""
+        with self.tx() as conn:
+            self._finish(conn, outcomes, worker)
+            fanned = self._fan_out(conn, now, handlers, fan_out_limit)
+            return fanned, self._claim(conn, now, worker, lease, claim_limit)
+
     def succeed(self, claim: Claim, *, worker: str, now: float, started: float, status_code: int | None) -> bool:
         """Mark delivered; ``False`` if the claim was lost (another worker owns it now)."""
-        with self.tx() as conn:
-            self._log(conn, claim, worker, started, now - started, status_code, None)
-            res = conn.execute(
-                update(D).where(self._mine(claim, worker)).values(
-                    status=str(DeliveryStatus.DELIVERED), delivered_at=now, locked_until=None,
-                    last_status=status_code, last_error=None,
-                )
-            )
-            return bool(res.rowcount)
+        return bool(self.finish([Outcome(claim, True, started, now, status_code)], worker=worker))
 
     def fail(self, claim: Claim, *, worker: str, now: float, started: float, status_code: int | None,
              error: str, retry_at: float | None) -> bool:
         """Record a failed attempt: retry at ``retry_at``, or dead when it is ``None``."""
-        values: dict[str, Any] = {"locked_until": None, "last_status": status_code, "last_error": error[:1000]}
-        if retry_at is None:
-            values["status"] = str(DeliveryStatus.DEAD)
-        else:
-            values["next_attempt_at"] = retry_at
-        with self.tx() as conn:
-            self._log(conn, claim, worker, started, now - started, status_code, error)
-            res = conn.execute(update(D).where(self._mine(claim, worker)).values(**values))
-            return bool(res.rowcount)
+        return bool(self.finish([Outcome(claim, False, started, now, status_code, error, retry_at)], worker=worker))
 
     def release(self, claim: Claim, *, worker: str) -> None:
         """Give a claim back untried (worker shutting down): due again at once, attempt not counted."""

@@ -30,13 +30,14 @@ from .backoff import RetryPolicy
 from .handlers import HandlerRegistry
 from .model import TargetKind
 from .signing import sign_headers
-from .store import Claim, HookStore
+from .store import Claim, HookStore, Outcome
 
 __all__ = ["AttemptResult", "DeliveryWorker", "hook_store", "webhook_service"]
 
 log = logging.getLogger("unsubkit.hooks")
 
 USER_AGENT = "unsubkit-webhooks/1"
+FAN_OUT_BATCH = 500
 
 
 def hook_store(kit: Unsubkit) -> HookStore:
@@ -137,24 +138,24 @@ class DeliveryWorker:
 
     # one round ----------------------------------------------------------------------------
 
-    async def fan_out(self) -> int:
-        total = 0
+    async def step(self, outcomes: list[Outcome], claim_limit: int) -> list[Claim]:
+        """Record ``outcomes``, fan out and claim up to ``claim_limit``: one transaction."""
         while True:
-            n = await asyncio.to_thread(self.store.fan_out, now=self.clock(), handlers=self.settings.handlers)
-            total += n
-            if n < 500:
-                return total
-
-    async def claim(self, limit: int) -> list[Claim]:
-        return await asyncio.to_thread(
-            self.store.claim, now=self.clock(), worker=self.name, lease=self.cfg.lease, limit=limit
-        )
+            fanned, claims = await asyncio.to_thread(
+                self.store.step, outcomes, now=self.clock(), worker=self.name, lease=self.cfg.lease,
+                claim_limit=claim_limit, handlers=self.settings.handlers, fan_out_limit=FAN_OUT_BATCH,
+            )
+            outcomes = []
+            # Nothing due yet but a large outbox backlog: keep fanning out.
+            if claims or fanned < FAN_OUT_BATCH:
+                return claims
 
     async def run_once(self) -> int:
-        """Fan out, claim what is due, attempt it all; returns attempts made."""
-        await self.fan_out()
-        claims = await self.claim(self.cfg.concurrency)
-        await asyncio.gather(*(self.attempt(c) for c in claims))
+        """Fan out, claim what is due, attempt it all, record the outcomes; returns attempts."""
+        claims = await self.step([], self.cfg.concurrency)
+        outcomes = list(await asyncio.gather(*(self.attempt(c) for c in claims)))
+        if outcomes:
+            await asyncio.to_thread(self.store.finish, outcomes, worker=self.name)
         return len(claims)
 
     async def drain(self, *, rounds: int = 10_000) -> int:
@@ -168,50 +169,60 @@ class DeliveryWorker:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set: keep up to ``concurrency`` attempts in flight."""
-        inflight: dict[asyncio.Task[None], Claim] = {}
-        while not stop.is_set():
-            claimed: list[Claim] = []
-            free = self.cfg.concurrency - len(inflight)
-            try:
-                await self.fan_out()
-                if free > 0:
-                    claimed = await self.claim(free)
-            except StoreError as exc:
-                log.warning("webhook worker: store unavailable (%s); retrying", exc)
-            for c in claimed:
-                task = asyncio.create_task(self.attempt(c), name=f"webhook-{c.delivery.id}")
-                inflight[task] = c
-            if claimed and len(claimed) == free:
-                # Saturated: go again as soon as one attempt finishes.
-                done, _ = await asyncio.wait(inflight, timeout=self.cfg.poll_interval,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    inflight.pop(t, None)
-                continue
-            if not claimed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.cfg.poll_interval)
-            for t in [t for t in inflight if t.done()]:
-                inflight.pop(t, None)
-        await self._finish(inflight)
+        """Until ``stop`` is set: keep up to ``concurrency`` attempts in flight. Finished
+        attempts are recorded together with the next claim, one transaction per step."""
+        inflight: dict[asyncio.Task[Outcome], Claim] = {}
+        done: list[Outcome] = []
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.cfg.concurrency - len(inflight)
+                claimed: list[Claim] = []
+                try:
+                    claimed = await self.step(done, free)
+                    done = []
+                except StoreError as exc:
+                    # Outcomes not recorded stay leased: retried after the lease, at least once.
+                    log.warning("webhook worker: store unavailable (%s); retrying", exc)
+                    done = []
+                for c in claimed:
+                    inflight[asyncio.create_task(self.attempt(c), name=f"webhook-{c.delivery.id}")] = c
+                if claimed and len(claimed) == free:
+                    timeout: float | None = self.cfg.poll_interval  # saturated: go on when one finishes
+                elif claimed:
+                    timeout = 0
+                else:
+                    timeout = self.cfg.poll_interval
+                if timeout:
+                    await asyncio.wait([stopping, *inflight], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for t in [t for t in inflight if t.done()]:
+                    inflight.pop(t)
+                    done.append(t.result())
+        finally:
+            stopping.cancel()
+            await self._finish(inflight, done)
 
-    async def _finish(self, inflight: dict[asyncio.Task[None], Claim]) -> None:
-        if not inflight:
-            return
-        _done, pending = await asyncio.wait(inflight, timeout=self.cfg.timeout + 1)
+    async def _finish(self, inflight: dict[asyncio.Task[Outcome], Claim], done: list[Outcome]) -> None:
+        """Let attempts in flight finish (up to timeout + 1 s), record every outcome, and hand
+        back claims that did not finish so another worker need not wait for their lease."""
+        pending: set[asyncio.Task[Outcome]] = set()
+        if inflight:
+            finished, pending = await asyncio.wait(inflight, timeout=self.cfg.timeout + 1)
+            done += [t.result() for t in finished]
         for t in pending:
             t.cancel()
-        for t in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-            # Hand the claim back so another worker need not wait for the lease to run out.
-            with contextlib.suppress(UnsubkitError):
+        with contextlib.suppress(UnsubkitError):
+            if done:
+                await asyncio.to_thread(self.store.finish, done, worker=self.name)
+            for t in pending:
                 await asyncio.to_thread(self.store.release, inflight[t], worker=self.name)
 
     # one attempt --------------------------------------------------------------------------
 
-    async def attempt(self, claim: Claim) -> None:
+    async def attempt(self, claim: Claim) -> Outcome:
+        """Make the attempt (no database work): the outcome is recorded by the caller."""
         started = self.clock()
         d = claim.delivery
         try:
@@ -223,26 +234,19 @@ class DeliveryWorker:
             log.exception("webhook delivery %s: unexpected error", d.id)
             result = AttemptResult(False, error=f"internal error: {type(exc).__name__}")
         now = self.clock()
-        try:
-            if result.ok:
-                self.delivered += 1
-                await asyncio.to_thread(self.store.succeed, claim, worker=self.name, now=now, started=started,
-                                        status_code=result.status_code)
-                return
-            self.failed += 1
-            retry_at = self.policy.next_attempt(created_at=d.created_at, failed_attempts=claim.attempt, now=now,
-                                                retry_after=result.retry_after, rand=self.rand)
-            error = result.error or "failed"
-            await asyncio.to_thread(self.store.fail, claim, worker=self.name, now=now, started=started,
-                                    status_code=result.status_code, error=error, retry_at=retry_at)
-            if retry_at is None:
-                log.warning("delivery %s to %s is dead after %d attempts: %s", d.id, d.target, claim.attempt, error)
-            else:
-                log.info("delivery %s to %s failed (attempt %d: %s); retry in %.0fs",
-                         d.id, d.target, claim.attempt, error, retry_at - now)
-        except StoreError as exc:
-            # The lease runs out and the attempt is made again: at least once.
-            log.warning("delivery %s: cannot record the result (%s)", d.id, exc)
+        if result.ok:
+            self.delivered += 1
+            return Outcome(claim, True, started, now, result.status_code)
+        self.failed += 1
+        error = result.error or "failed"
+        retry_at = self.policy.next_attempt(created_at=d.created_at, failed_attempts=claim.attempt, now=now,
+                                            retry_after=result.retry_after, rand=self.rand)
+        if retry_at is None:
+            log.warning("delivery %s to %s is dead after %d attempts: %s", d.id, d.target, claim.attempt, error)
+        else:
+            log.info("delivery %s to %s failed (attempt %d: %s); retry in %.0fs",
+                     d.id, d.target, claim.attempt, error, retry_at - now)
+        return Outcome(claim, False, started, now, result.status_code, error, retry_at)
 
     async def post(self, claim: Claim) -> AttemptResult:
         ep = claim.endpoint

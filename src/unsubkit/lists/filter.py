@@ -23,9 +23,8 @@ from ..store.base import ConsentStore
 from .normalize import all_fast, fast_key
 from .reader import Chunk, ListReader
 
-__all__ = ["INVALID", "BlockedIndex", "FilterStats", "RowWriter", "SendCheck", "filter_list"]
+__all__ = ["BlockedIndex", "FilterStats", "RowWriter", "SendCheck", "filter_list"]
 
-INVALID = "invalid address"
 _ALLOWED = Decision(True, "allowed")
 _TRANSACTIONAL = Decision(True, "transactional")
 
@@ -36,7 +35,8 @@ class RowWriter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SendCheck:
-    """The decision for one input address (``normalized`` is ``None`` when it is invalid)."""
+    """The decision for one input address. An invalid address has ``normalized=None`` and a
+    denied decision whose reason is the validator's message."""
 
     address: str
     normalized: str | None
@@ -78,7 +78,7 @@ class BlockedIndex:
         try:
             key = fast_key(address.strip()) or normalize(address)
         except AddressError as exc:
-            return SendCheck(address, None, Decision(False, f"{INVALID}: {exc}"))
+            return SendCheck(address, None, Decision(False, str(exc)))
         return SendCheck(address, key, self.decide(key))
 
     def check_many(self, addresses: Iterable[str]) -> Iterator[SendCheck]:
@@ -192,7 +192,7 @@ def _slow_chunk(
             except AddressError as exc:
                 stats.invalid += 1
                 if writer is not None:
-                    writer.writerow([chunk.line_no(i), value, f"{INVALID}: {exc}"])
+                    writer.writerow([chunk.line_no(i), value, str(exc)])
                 continue
         reason = blocked.get(key)
         if reason is None:

@@ -2,8 +2,9 @@
 
 Two shapes are accepted:
 
-- **lines**: one address a line (LF or CRLF line ends);
-- **CSV**: a header row and an address column — named by ``column=``, else the first of
+- **lines**: one address a line (LF or CRLF line ends); recognised by a first line that holds
+  an ``@`` or has a single field that is not a known column name;
+- **CSV**: a header row (no ``@`` in it) and an address column — named by ``column=``, else the first of
   ``email``, ``email address``, ``email_address``, ``e-mail``, ``emailaddress``, ``recipient``
   (case and punctuation ignored), as SendGrid, Mailchimp and SES exports name it. The delimiter
   is the one of ``, ; TAB |`` that occurs most in the header.
@@ -121,6 +122,10 @@ class ListReader:
             return
         raw = first[:-1] if first.endswith("\n") else first
         text = raw.rstrip("\r")
+        if self.column is None and (not text.lstrip(BOM).strip() or "@" in text):
+            # A blank line or an address: no header, one address a line.
+            self._first = first
+            return
         counts = {d: text.count(d) for d in _DELIMITERS}
         delimiter = max(_DELIMITERS, key=lambda d: counts[d])
         if counts[delimiter] == 0:
@@ -175,7 +180,11 @@ class ListReader:
                 return
             body = block[:-1] if block.endswith("\n") else block
             raws = body.split("\n")
-            joined = body.replace("\r\n", "\n") if "\r" in body else body
+            joined = body
+            if "\r" in block:
+                # CRLF line ends: values without the CR, raws (the output) keep it.
+                norm = block.replace("\r\n", "\n")
+                joined = norm[:-1] if norm.endswith("\n") else norm
             if strip_bom:
                 # The byte-order mark belongs to the file, not to the first address; the raw
                 # row (and so the output) keeps it.

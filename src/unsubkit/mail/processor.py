@@ -6,12 +6,11 @@ record). Recording is the caller's job, so the listener can group-commit and the
 write directly; either way the ``250`` (or exit 0) comes only after the commit.
 
 ``plan`` may verify DKIM (the From fallback), which can wait on DNS: callers on an event loop
-run it in a thread when :meth:`Planned.needs_io` says so.
+run it in a thread when :func:`needs_io` says so.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,8 +32,6 @@ from .mailto import (
 )
 
 __all__ = ["Accepted", "MailtoProcessor", "Outcome", "Plan", "combine", "needs_io"]
-
-log = logging.getLogger("unsubkit.mail")
 
 
 @dataclass(frozen=True, slots=True)

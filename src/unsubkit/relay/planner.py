@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
 from email.utils import getaddresses
 
 from ..errors import MessageError
-from ..message import parse_message
 from ..prepare import Preparer
 from ..service import Unsubkit
 from ..settings import DEFAULT_BRAND
-from .policy import read_control, strip_control
+from .policy import split_control
 
 __all__ = ["Plan", "Planner"]
 
@@ -36,9 +34,8 @@ class Plan:
     stripped: int = 0
 
 
-def _from_domain(msg: Message) -> str | None:
-    found = getaddresses([str(v) for v in msg.get_all("From") or []])
-    addr = next((a for _, a in found if "@" in a), None)
+def _from_domain(values: list[str]) -> str | None:
+    addr = next((a for _, a in getaddresses(values) if "@" in a), None)
     return addr.rpartition("@")[2].lower() if addr else None
 
 
@@ -50,13 +47,13 @@ class Planner:
         self.default_purpose = default_purpose
         self.default_brand = default_brand
 
-    def _brand(self, msg: Message, asked: str | None) -> str:
+    def _brand(self, from_domain: str | None, asked: str | None) -> str:
         if asked:
             return asked
         if self.default_brand:
             return self.default_brand
-        domain = _from_domain(msg)
-        return (self.kit.settings.brand_for_domain(domain) if domain else None) or DEFAULT_BRAND
+        by_domain = self.kit.settings.brand_for_domain(from_domain) if from_domain else None
+        return by_domain or DEFAULT_BRAND
 
     def plan(self, data: bytes, recipients: Sequence[str], *, key: str,
              skip: Collection[str] = ()) -> Plan:
@@ -66,19 +63,21 @@ class Planner:
         from it, so a retried transaction carries the same id as its first copies.
         Raises :class:`~unsubkit.errors.UnsubkitError` subclasses (the handler maps them).
         """
-        msg = parse_message(data)
-        control = read_control(msg)
-        stripped = strip_control(msg)
+        sub = split_control(data)
+        control = sub.control
         purpose_name = control.purpose or self.default_purpose
         if purpose_name is None:
             raise MessageError(
                 "no X-Unsubkit-Purpose field and no default purpose (relay_default_purpose)"
             )
-        brand = self._brand(msg, control.brand)
+        if not sub.fields.get("from"):
+            raise MessageError("the message has no From field")
+        from_domain = _from_domain(sub.fields["from"])
+        brand = self._brand(from_domain, control.brand)
         self.kit.settings.brand(brand)  # an unknown brand is the app's error: refuse now
         p, t = self.kit.resolve(purpose_name, control.topic)
         topic_id = t.id if t else None
-        plan = Plan(purpose=p.name, commercial=p.commercial, brand=brand, stripped=stripped)
+        plan = Plan(purpose=p.name, commercial=p.commercial, brand=brand, stripped=sub.stripped)
         allowed: list[str] = []
         for rcpt in recipients:
             if rcpt.lower() in skip:
@@ -91,9 +90,9 @@ class Planner:
         if not allowed:
             return plan
         message_id = None
-        if "Message-ID" not in msg:
-            message_id = f"<relay.{key[:32]}@{_from_domain(msg) or 'unsubkit.invalid'}>"
+        if not sub.fields.get("message-id"):
+            message_id = f"<relay.{key[:32]}@{from_domain or 'unsubkit.invalid'}>"
         plan.copies.extend(self.preparer.prepare_each(
-            msg, allowed, purpose=p.id, topic=topic_id, brand=brand, message_id=message_id,
+            sub.data, allowed, purpose=p.id, topic=topic_id, brand=brand, message_id=message_id,
         ))
         return plan

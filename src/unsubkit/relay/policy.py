@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import Message
 
 from ..errors import MessageError
 
@@ -41,11 +40,11 @@ __all__ = [
     "Delivery",
     "Replies",
     "Reply",
+    "Submitted",
     "Verdict",
     "clean_text",
-    "read_control",
     "settle",
-    "strip_control",
+    "split_control",
     "verdict",
 ]
 
@@ -71,27 +70,63 @@ class Control:
     brand: str | None = None
 
 
-def _one(msg: Message, name: str) -> str | None:
-    values = {" ".join(str(v).split()) for v in msg.get_all(name) or []}
-    values.discard("")
-    if len(values) > 1:
-        raise MessageError(f"{name} is given {len(values)} different values")
-    return values.pop() if values else None
+def _one(values: list[str], name: str) -> str | None:
+    distinct = {" ".join(v.split()) for v in values}
+    distinct.discard("")
+    if len(distinct) > 1:
+        raise MessageError(f"{name} is given {len(distinct)} different values")
+    return distinct.pop() if distinct else None
 
 
-def read_control(msg: Message) -> Control:
-    """The control fields of ``msg``; conflicting repeats are a :class:`MessageError`."""
-    return Control(_one(msg, PURPOSE_FIELD), _one(msg, TOPIC_FIELD), _one(msg, BRAND_FIELD))
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A submitted message split at the byte level: the control fields read and removed,
+    everything else byte for byte as the app sent it (no parse, no re-serialization)."""
+
+    control: Control
+    data: bytes
+    #: Unfolded values of the remaining header fields, by lower-cased name.
+    fields: dict[str, list[str]]
+    stripped: int
 
 
-def strip_control(msg: Message) -> int:
-    """Remove every ``X-Unsubkit-*`` field (they are for the relay only); return how many."""
-    names = {k for k in msg if k.lower().startswith(CONTROL_PREFIX)}
-    count = 0
-    for name in names:
-        count += len(msg.get_all(name) or [])
-        del msg[name]
-    return count
+def split_control(data: bytes) -> Submitted:
+    """Read and remove the ``X-Unsubkit-*`` fields of raw message ``data``.
+
+    Raises :class:`MessageError` for conflicting control values or a message without header.
+    """
+    nl = b"\r\n" if b"\r\n" in data[:2048] else b"\n"
+    end = data.find(nl + nl)
+    head, body = (data, b"") if end < 0 else (data[: end + len(nl)], data[end + len(nl):])
+    lines = head.split(nl)
+    if lines and lines[-1] == b"":
+        lines.pop()
+    raw_fields: list[list[bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and raw_fields:
+            raw_fields[-1].append(line)  # a folded continuation of the previous field
+        else:
+            raw_fields.append([line])
+    if not raw_fields or b":" not in raw_fields[0][0]:
+        raise MessageError("the message has no header fields")
+    kept: list[bytes] = []
+    control: dict[str, list[str]] = {}
+    fields: dict[str, list[str]] = {}
+    stripped = 0
+    for parts in raw_fields:
+        name_b, _, first = parts[0].partition(b":")
+        name = name_b.strip().decode("ascii", "replace").lower()
+        value = b" ".join([first, *parts[1:]]).decode("utf-8", "replace").strip()
+        if name.startswith(CONTROL_PREFIX):
+            control.setdefault(name, []).append(value)
+            stripped += 1
+            continue
+        fields.setdefault(name, []).append(value)
+        kept.extend(line + nl for line in parts)
+    ctl = Control(*(_one(control.get(n.lower(), []), n) for n in (PURPOSE_FIELD, TOPIC_FIELD, BRAND_FIELD)))
+    if not stripped:
+        return Submitted(ctl, data, fields, 0)
+    return Submitted(ctl, b"".join(kept) + body, fields, stripped)
 
 
 # -- replies ---------------------------------------------------------------------------------

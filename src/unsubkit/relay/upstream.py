@@ -150,6 +150,11 @@ class Upstream:
         if client.is_connected:
             self._idle.append((client, self.clock()))
 
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            client.close()
+
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for client, _ in idle:
@@ -177,7 +182,9 @@ class Upstream:
             try:
                 result = await self._transaction(client, mail_from, recipient, data, smtputf8, reused)
             except _Stale:
-                client.close()
+                # The upstream dropped its idle sessions (a restart, an idle timeout): the
+                # other pooled ones are as dead as this one.
+                self._drop_idle()
                 continue
             except UpstreamError:
                 # A refusal (after RSET) leaves the session usable; _step closed broken ones.
@@ -195,10 +202,13 @@ class Upstream:
         try:
             return await call
         except aiosmtplib.SMTPServerDisconnected:
+            client.close()
             if stale_ok:
                 raise _Stale from None
             raise _temporary(f"upstream {self.config.address} closed the connection") from None
         except aiosmtplib.SMTPTimeoutError:
+            # A late reply would be taken for the answer to the next command: never reuse.
+            client.close()
             raise _temporary(f"upstream {self.config.address} did not answer in time") from None
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # the server is closing this session
@@ -210,6 +220,7 @@ class Upstream:
                     client.close()
             raise _refused(exc) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
             if stale_ok and isinstance(exc, ConnectionError):
                 raise _Stale from None
             raise _temporary(f"upstream {self.config.address}: {exc}") from None
@@ -218,7 +229,7 @@ class Upstream:
                            smtputf8: bool, reused: bool) -> tuple[int, str]:
         wide = smtputf8 or not (mail_from.isascii() and recipient.isascii())
         if wide and not client.supports_extension("smtputf8"):
-            raise UpstreamError("upstream does not support SMTPUTF8 (non-ASCII address)",
+            raise UpstreamError("5.6.7 upstream does not support SMTPUTF8 (non-ASCII address)",
                                 code=553, temporary=False)
         options = ["SMTPUTF8"] if wide else []
         if not data.isascii() and client.supports_extension("8bitmime"):

@@ -35,6 +35,7 @@ from . import bulk as _bulk
 from . import contacts as _contacts
 from .engine import make_engine, migrate
 from .errors import translate
+from .record import record_changes
 from .rows import row_to_event, scope_key
 from .schema import consent_state, contact_points, events, outbox, purposes, topics
 
@@ -225,10 +226,12 @@ class SQLStore:
         return info[1] if info else None
 
     def record(self, changes: Sequence[ConsentChange], at: float) -> list[Event]:
+        """Apply ``changes`` in order, in one transaction, with a fixed number of statements per
+        batch (see :mod:`.record`; the same rule as :meth:`_record_one`)."""
         if not changes:
             return []
         with self.tx() as conn:
-            return [self._record_one(conn, ch, at) for ch in changes]
+            return record_changes(conn, self.dialect, changes, at, self.annotate)
 
     def _current(self, conn: Connection, subjects: Sequence[Subject], scope: Scope) -> dict[Subject, bool]:
         cond = or_(*(
@@ -384,7 +387,7 @@ class SQLStore:
             if row.contact_id is not None:
                 cond = or_(cond, and_(
                     events.c.contact_id == row.contact_id,
-                    events.c.level == "identity",
+                    or_(events.c.level == "identity", events.c.action == str(Action.OPT_IN)),
                 ))
             evs = [row_to_event(r) for r in conn.execute(select(events).where(cond).order_by(events.c.id))]
             return row.id, row.contact_id, evs

@@ -1,0 +1,169 @@
+"""Recording consent changes, a batch at a time: the group-commit writer's hot path.
+
+One transaction records a whole batch with a fixed number of statements (look up the contact
+points, add the new ones, read the current state, insert the events, write the state rows,
+insert the outbox rows), not a handful per change. Statements are built once with bind
+parameters: building and cache-keying a fresh SQLAlchemy statement per row cost more than
+running it.
+
+The rule for one change is the one :func:`unsubkit.consent.history.subjects_of` states: an
+opt-out lands on the contact (identity level, with an owning contact) or on the address; an
+opt-in clears both. Changes are applied in order, so a later change in a batch sees the earlier
+ones (a repeat within one batch is recorded with ``changed=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..consent.history import subjects_of
+from ..consent.model import Action, ConsentChange, ConsentLevel, Event, ScopeKind
+from .schema import consent_state, contact_points, events, outbox
+
+__all__ = ["Annotate", "record_changes"]
+
+Annotate = Callable[[ConsentChange, float], tuple[bool, str | None]]
+#: (subject type, subject id, scope kind, purpose id, topic id): one consent_state row.
+StateKey = tuple[str, int, str, int, int]
+
+_SELECT_POINTS = select(contact_points.c.id, contact_points.c.address, contact_points.c.contact_id).where(
+    contact_points.c.address.in_(bindparam("addresses", expanding=True))
+)
+_SELECT_STATE = select(
+    consent_state.c.subject_type,
+    consent_state.c.subject_id,
+    consent_state.c.scope_kind,
+    consent_state.c.purpose_id,
+    consent_state.c.topic_id,
+    consent_state.c.opted_out,
+).where(
+    tuple_(consent_state.c.subject_type, consent_state.c.subject_id).in_(bindparam("subjects", expanding=True))
+)
+_INSERT_EVENTS = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = outbox.insert()
+_STATE_KEY_COLUMNS = ["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"]
+
+
+@cache
+def _dialect_statements(dialect: str) -> tuple[Any, Any]:
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    add_points = make(contact_points).on_conflict_do_nothing(index_elements=["address"])
+    ins = make(consent_state)
+    upsert_state = ins.on_conflict_do_update(
+        index_elements=_STATE_KEY_COLUMNS,
+        set_={
+            "opted_out": ins.excluded.opted_out,
+            "updated_at": ins.excluded.updated_at,
+            "event_id": ins.excluded.event_id,
+        },
+    )
+    return add_points, upsert_state
+
+
+def _points(conn: Connection, dialect: str, addresses: set[str], at: float) -> dict[str, tuple[int, int | None]]:
+    """``address -> (contact point id, owning contact id)``, creating the missing points."""
+    found = {r.address: (r.id, r.contact_id) for r in conn.execute(_SELECT_POINTS, {"addresses": list(addresses)})}
+    missing = sorted(addresses - found.keys())  # sorted: concurrent writers lock rows in one order
+    if missing:
+        add_points, _ = _dialect_statements(dialect)
+        conn.execute(add_points, [{"address": a, "created_at": at} for a in missing])
+        for r in conn.execute(_SELECT_POINTS, {"addresses": missing}):
+            found[r.address] = (r.id, r.contact_id)
+    return found
+
+
+def record_changes(
+    conn: Connection, dialect: str, changes: Sequence[ConsentChange], at: float, annotate: Annotate | None
+) -> list[Event]:
+    """Record ``changes`` (in order) inside the caller's transaction; one event each."""
+    if not changes:
+        return []
+    points = _points(conn, dialect, {ch.address for ch in changes}, at)
+
+    drafts: list[Event] = []
+    for ch in changes:
+        point_id, owner = points[ch.address]
+        # Bulk email is a contact-level switch; without a contact it falls back to the address.
+        identity = owner is not None and (
+            ch.level is ConsentLevel.IDENTITY or ch.scope.kind is ScopeKind.BULK_EMAIL
+        )
+        drafts.append(Event(
+            id=0, address=ch.address, scope=ch.scope, action=ch.action, source=ch.source,
+            reason=ch.reason, mechanism=ch.mechanism, brand=ch.brand, message_id=ch.message_id,
+            at=at, client_ip=ch.meta.client_ip, user_agent=ch.meta.user_agent, contact_id=owner,
+            level=ConsentLevel.IDENTITY if identity else ConsentLevel.CHANNEL, point_id=point_id,
+        ))
+    subjects = [subjects_of(d) for d in drafts]
+    wanted = sorted({s for ss in subjects for s in ss})
+    state: dict[StateKey, bool] = {
+        (r.subject_type, r.subject_id, r.scope_kind, r.purpose_id, r.topic_id): bool(r.opted_out)
+        for r in conn.execute(_SELECT_STATE, {"subjects": wanted})
+    }
+
+    event_rows: list[dict[str, Any]] = []
+    writes: list[tuple[int, list[StateKey], bool]] = []  # (index, rows to write, opted_out)
+    notes: list[tuple[bool, str | None]] = []
+    for i, (ch, draft, subs) in enumerate(zip(changes, drafts, subjects, strict=True)):
+        opted_out = ch.action is Action.OPT_OUT
+        kind, pid, tid = str(ch.scope.kind), ch.scope.purpose_id or 0, ch.scope.topic_id or 0
+        keys = [(s[0], s[1], kind, pid, tid) for s in subs]
+        to_write = [k for k in keys if state.get(k, False) != opted_out]
+        # A brand handler that replaces the built-in action: record and notify, change nothing.
+        changed = bool(to_write) and not ch.replace_with
+        if changed:
+            for k in to_write:
+                state[k] = opted_out  # later changes in this batch see this one
+            writes.append((i, to_write, opted_out))
+        suspected, evidence = annotate(ch, at) if annotate else (False, None)
+        notes.append((suspected, evidence))
+        ua = ch.meta.user_agent
+        event_rows.append({
+            "at": at,
+            "address": ch.address,
+            "contact_point_id": draft.point_id,
+            "contact_id": draft.contact_id,
+            "scope_kind": kind,
+            "purpose_id": ch.scope.purpose_id,
+            "topic_id": ch.scope.topic_id,
+            "action": str(ch.action),
+            "source": ch.source,
+            "reason": ch.reason,
+            "mechanism": str(ch.mechanism),
+            "brand": ch.brand,
+            "message_id": ch.message_id,
+            "client_ip": ch.meta.client_ip,
+            "user_agent": ua[:512] if ua else None,
+            "changed": changed,
+            "suspected_automated": suspected,
+            "evidence": evidence,
+            "level": draft.level.label,
+        })
+
+    ids = [r[0] for r in conn.execute(_INSERT_EVENTS, event_rows)]
+    if writes:
+        # The last write of a row in this batch is its state (and one upsert per row: PostgreSQL
+        # refuses to touch a row twice in one statement).
+        final: dict[StateKey, dict[str, Any]] = {}
+        for i, keys, opted_out in writes:
+            for k in keys:
+                final[k] = {
+                    "subject_type": k[0], "subject_id": k[1], "scope_kind": k[2], "purpose_id": k[3],
+                    "topic_id": k[4], "opted_out": opted_out, "updated_at": at, "event_id": ids[i],
+                }
+        _, upsert_state = _dialect_statements(dialect)
+        conn.execute(upsert_state, [final[k] for k in sorted(final)])
+    conn.execute(
+        _INSERT_OUTBOX,
+        [{"event_id": ids[i], "created_at": at, "replaced_by": ch.replace_with or None}
+         for i, ch in enumerate(changes)],
+    )
+    return [
+        replace(d, id=ids[i], changed=r["changed"], suspected_automated=n[0], evidence=n[1])
+        for i, (d, r, n) in enumerate(zip(drafts, event_rows, notes, strict=True))
+    ]
