@@ -6,7 +6,7 @@ concurrent connections, each sending messages back to back (MAIL/RCPT/DATA pipel
 Postfix's LMTP/SMTP client does), every message to its own ``unsubscribe+TOKEN`` address.
 After the run it counts the mailto events in the database: every ``250`` must be on disk.
 
-    .venv/bin/python bench/mailto.py [--messages 6000] [--connections 32] [--fresh]
+    .venv/bin/python bench/mailto.py [--messages 6000] [--connections 32] [--fresh] [--no-webhooks]
 
 Target: >= 500 messages/s, each durably recorded before its 250.
 """
@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=6000)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--fresh", action="store_true", help="one connection per message")
-    ap.add_argument("--lmtp", action="store_true", help="(not used by the client; documents mode)")
+    ap.add_argument("--no-webhooks", action="store_true", help="serve without the webhook worker")
     ap.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sink:
@@ -193,7 +193,8 @@ def main() -> None:
 
     http_port, smtp_port, sink_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(
-        [py, "-m", "unsubkit", "serve", "--port", str(http_port), "--smtp-port", str(smtp_port)],
+        [py, "-m", "unsubkit", "serve", "--port", str(http_port), "--smtp-port", str(smtp_port),
+         *(["--no-webhooks"] if args.no_webhooks else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"))
     sink = subprocess.Popen([py, __file__, "--sink", str(sink_port)], env=env)
     try:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from conftest import Server, build_kit, free_port
 from unsubkit.clock import FrozenClock
@@ -146,3 +147,13 @@ def test_decrypt_api_end_to_end(server_factory: Callable[..., Server]) -> None:
     # unsubkit stored nothing for this brand.
     status = json.loads(server.cli("consent", "status", "jane@example.com", "--json").stdout)
     assert status["events"] == []
+
+
+def test_a_customer_managed_brand_needs_its_endpoints() -> None:
+    with pytest.raises(ValidationError, match="customer_url"):
+        Brand(customer_managed=True)
+    with pytest.raises(ValidationError, match="http"):
+        Brand(customer_managed=True, customer_url="ftp://crm.example.com/u")
+    with pytest.raises(ValidationError, match="customer_mailto"):
+        Brand(customer_managed=True, customer_mailto="not-an-address")
+    assert Brand(customer_managed=True, customer_mailto="u@crm.example.com").customer_url is None

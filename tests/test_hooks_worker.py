@@ -169,3 +169,10 @@ def test_stopping_lets_attempts_in_flight_finish(fast_kit: Unsubkit, receiver: R
     assert d.status is DeliveryStatus.PENDING and d.attempts == 1
     assert "timeout" in (d.last_error or "")
     assert d.next_attempt_at <= fast_kit.clock() + FAST.backoff_base
+
+
+def test_the_lease_must_outlast_the_timeout() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="lease"):
+        WebhookSettings(timeout=30, lease=30)

@@ -91,7 +91,9 @@ def test_receiver_down_then_up_every_event_delivered(server_factory: Callable[..
     assert {p["address"] for p in payloads} == set(first + later)
     assert all(p["type"] == "consent.opted_out" and p["purpose"] == "marketing" for p in payloads)
     # No duplicates by event id beyond retries: an event seen twice must have been retried.
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while store.deliveries(status=DeliveryStatus.PENDING) and time.monotonic() < deadline:
+        time.sleep(0.2)
     seen = Counter(r.json["event_id"] for r in receiver.received())
     for d in store.deliveries():
         assert d.status is DeliveryStatus.DELIVERED
@@ -109,17 +111,23 @@ def prepare(tmp_path: Path, url: str, receiver_url: str, events: int) -> tuple[d
     """Config + init for worker subprocesses; endpoint and events created in-process."""
     env = cli_env(tmp_path, url, FAST_TOML)
     run_cli("init", env=env)
-    settings = Settings(database_url=url, data_dir=tmp_path / "data", base_url="https://unsub.example.com")
-    kit = build_kit(settings)
+    kit = build_kit(Settings(database_url=url, data_dir=tmp_path / "data", base_url="https://unsub.example.com"))
     try:
-        store = HookStore(kit.store.engine)  # type: ignore[attr-defined]
-        secret = store.add_endpoint(receiver_url, now=time.time()).secret
-        addresses = [f"user{i}@example.com" for i in range(events)]
+        secret = HookStore(kit.store.engine).add_endpoint(receiver_url, now=time.time()).secret  # type: ignore[attr-defined]
+    finally:
+        kit.close()
+    return env, secret, record_events(tmp_path, url, events)
+
+
+def record_events(tmp_path: Path, url: str, events: int, prefix: str = "user") -> list[str]:
+    kit = build_kit(Settings(database_url=url, data_dir=tmp_path / "data", base_url="https://unsub.example.com"))
+    try:
+        addresses = [f"{prefix}{i}@example.com" for i in range(events)]
         for a in addresses:
             kit.unsubscribe(a, "marketing")
     finally:
         kit.close()
-    return env, secret, addresses
+    return addresses
 
 
 def test_kill_9_during_delivery_loses_nothing(tmp_path: Path, db_url: str, receiver: Receiver) -> None:
@@ -135,29 +143,37 @@ def test_kill_9_during_delivery_loses_nothing(tmp_path: Path, db_url: str, recei
             first.kill()
     before = len(receiver.received())
     assert before < 40, "the worker finished before it could be killed"
+    store = hook_store_for(db_url)
     second = start_worker(env, tmp_path / "worker2.log")
     try:
-        got = receiver.wait_for(lambda r: {x.json["address"] for x in r} == set(addresses), timeout=60)
+        receiver.wait_for(lambda r: {x.json["address"] for x in r} == set(addresses), timeout=60)
+        # The killed worker's claims are retried once their lease (4 s) runs out.
+        deadline = time.monotonic() + 30
+        while store.deliveries(status=DeliveryStatus.PENDING) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         second.terminate()
         second.wait(15)
+    assert {d.status for d in store.deliveries()} == {DeliveryStatus.DELIVERED}
+    got = receiver.received()
     for r in got:
         r.verify(secret)
-    seen = Counter(r.json["event_id"] for r in receiver.received())
+    seen = Counter(r.json["event_id"] for r in got)
     assert len(seen) == 40
     # At least once: only what was in flight at the kill (at most `concurrency`) came twice.
     assert sum(n - 1 for n in seen.values()) <= 4
-    store = hook_store_for(db_url)
-    assert {d.status for d in store.deliveries()} == {DeliveryStatus.DELIVERED}
     store.engine.dispose()
 
 
 def test_two_workers_on_postgres_never_deliver_one_attempt_twice(tmp_path: Path, pg_url: str,
                                                                   receiver: Receiver) -> None:
-    env, secret, addresses = prepare(tmp_path, pg_url, receiver.url, 300)
+    env, secret, _ = prepare(tmp_path, pg_url, receiver.url, 0)
     receiver.delay = 0.02
     workers = [start_worker(env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
+        time.sleep(3)  # both workers up and polling before the events arrive
+        assert all(w.poll() is None for w in workers)
+        addresses = record_events(tmp_path, pg_url, 300)
         receiver.wait_for(lambda r: len(r) >= 300, timeout=90)
         time.sleep(1.0)  # anything extra would show up now
     finally:

@@ -21,7 +21,7 @@ from .model import (
     event_payload,
 )
 from .signing import new_secret, sign_headers
-from .store import Claim, HookStore
+from .store import Claim, HookStore, Outcome
 from .worker import DeliveryWorker, hook_store, webhook_service
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "EventFacts",
     "HandlerRegistry",
     "HookStore",
+    "Outcome",
     "RetryPolicy",
     "TargetKind",
     "event_payload",

@@ -269,15 +269,21 @@ class HookStore:
         if not picked:
             return 0
         replaced = {r.event_id: r.replaced_by for r in picked}
-        facts = self._facts(conn, events.c.id.in_(list(replaced)), replaced)
         endpoints = self._live(conn)
         rows: list[dict[str, Any]] = []
-        for f in facts:
-            body = encode_payload(event_payload(f))
-            rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now, body=body) for ep in endpoints if ep.accepts(f)]
-            # A replacement handler runs for its brand's events even if not listed globally.
-            targets = list(dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])]))
-            rows += [_new_row(f, TargetKind.HANDLER, h, now, body=body) for h in targets]
+        # Nothing to deliver to (no endpoint, no handler): just mark the rows processed. This
+        # runs in a write transaction beside the one-click writer; building payloads nobody
+        # receives would hold the database lock for nothing.
+        if endpoints or handlers or any(replaced.values()):
+            for f in self._facts(conn, events.c.id.in_(list(replaced)), replaced):
+                hooks = [ep for ep in endpoints if ep.accepts(f)]
+                # A replacement handler runs for its brand's events even if not listed globally.
+                targets = list(dict.fromkeys([*handlers, *([f.replaced_by] if f.replaced_by else [])]))
+                if not hooks and not targets:
+                    continue
+                body = encode_payload(event_payload(f))
+                rows += [_new_row(f, TargetKind.WEBHOOK, ep.id, now, body=body) for ep in hooks]
+                rows += [_new_row(f, TargetKind.HANDLER, h, now, body=body) for h in targets]
         if rows:
             conn.execute(D.insert(), rows)
         conn.execute(update(outbox).where(outbox.c.id.in_([r.id for r in picked])).values(processed_at=now))

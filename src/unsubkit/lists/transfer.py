@@ -79,7 +79,7 @@ def import_optouts(
     topic: str | int | None = None,
     *,
     source_name: str,
-    batch: int = 5000,
+    batch: int = 10_000,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Opt every valid address of ``reader`` out of (purpose, topic) at channel level."""

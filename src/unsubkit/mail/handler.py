@@ -24,6 +24,8 @@ __all__ = ["MailtoHandler", "Submit"]
 
 log = logging.getLogger("unsubkit.mail")
 
+_CHECKED = "unsubkit_checked"
+
 #: Records changes durably; returns only after the commit.
 Submit = Callable[[Sequence[ConsentChange]], Awaitable[list[Event]]]
 
@@ -69,16 +71,21 @@ class MailtoHandler:
             return str(checked)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
+        # Kept with the transaction (aiosmtpd makes a new Envelope for each), so DATA does not
+        # open every token again.
+        checked_so_far: list[Accepted | Reply] = getattr(envelope, _CHECKED, [])
+        checked_so_far.append(checked)
+        setattr(envelope, _CHECKED, checked_so_far)
         return str(Replies.RECIPIENT_OK)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or b""
         if isinstance(data, str):  # only when decode_data is on; we never set it
             data = data.encode("utf-8", "surrogateescape")
-        bounce = is_null_sender(envelope.mail_from)
-        checked: list[Accepted | Reply] = [
-            self.processor.check_recipient(a, bounce=bounce) for a in envelope.rcpt_tos
-        ]
+        checked: list[Accepted | Reply] = getattr(envelope, _CHECKED, [])
+        if len(checked) != len(envelope.rcpt_tos):  # recipients added some other way
+            bounce = is_null_sender(envelope.mail_from)
+            checked = [self.processor.check_recipient(a, bounce=bounce) for a in envelope.rcpt_tos]
         ip = _peer_ip(session)
         if needs_io(checked):
             plan = await asyncio.to_thread(self.processor.plan, envelope.mail_from, data, checked,

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
-
 from ..errors import ConfigError
 from ..service import Unsubkit
 from ..settings import Settings
@@ -28,6 +25,7 @@ from .fromcheck import FromChecker, txt_lookup_for
 from .handler import MailtoHandler, Submit
 from .mailto import Directory
 from .processor import MailtoProcessor
+from .protocol import MailtoLMTP, MailtoSMTP
 
 __all__ = ["ListenerConfig", "MailtoListener", "bind_socket", "from_checker_for",
            "listener_services", "mailto_service"]
@@ -114,7 +112,7 @@ class MailtoListener:
         self.handler = handler
         cfg = self.config
         hostname = cfg.hostname or socket.gethostname() or "localhost"
-        cls: type[Any] = LMTP if cfg.lmtp else SMTP
+        cls: type[Any] = MailtoLMTP if cfg.lmtp else MailtoSMTP
 
         def protocol() -> Any:
             return cls(handler, data_size_limit=cfg.max_message_size, enable_SMTPUTF8=True,

@@ -20,7 +20,7 @@ from ..consent.history import CONTACT, POINT
 from ..consent.model import Action, ConsentChange, ConsentLevel, Event, Mechanism, Scope, ScopeKind
 from .errors import translate
 from .rows import row_to_event, scope_key, scope_of_row
-from .schema import consent_state, contact_points, events, outbox
+from .schema import consent_state, contact_points, events
 
 if TYPE_CHECKING:
     from .sql import SQLStore
@@ -42,6 +42,8 @@ REASON_BULK = "bulk email not allowed"
 REASON_PURPOSE = "opted out of purpose"
 REASON_TOPIC = "opted out of topic"
 PAGE = 100_000
+#: Values per ``IN (...)`` list (well under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+IN_LIST = 10_000
 _STREAM = 2_000
 
 
@@ -108,6 +110,128 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
         yield seq[i : i + n]
 
 
+def _new_event_ids(store: SQLStore, conn: Connection, n: int) -> list[int]:
+    """``n`` fresh event ids, allocated up front so the rows can be written in bulk."""
+    if store.dialect == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)",
+            (n,),
+        ).all()
+        return [int(r[0]) for r in rows]
+    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), nobody else inserts.
+    top = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+# The statements below are built from constants and our own column names only (no input);
+# values always travel as parameters. SQLite gets driver-level executemany (no per-row
+# statement compilation); PostgreSQL gets one INSERT ... SELECT FROM unnest(arrays) per table,
+# which avoids a network round trip per row.
+
+_EVENT_COLS = ("id, at, address, contact_point_id, contact_id, scope_kind, purpose_id, topic_id, "
+               "action, source, reason, mechanism, brand, changed, suspected_automated, level")
+_STATE_UPSERT = (
+    " ON CONFLICT (subject_type, subject_id, scope_kind, purpose_id, topic_id) DO UPDATE SET "
+    "opted_out = excluded.opted_out, updated_at = excluded.updated_at, event_id = excluded.event_id"
+)
+
+
+def _write_points(store: SQLStore, conn: Connection, addresses: list[str], at: float) -> None:
+    if store.dialect == "postgresql":
+        conn.exec_driver_sql(
+            "INSERT INTO contact_points (address, created_at) SELECT a, %s FROM unnest(%s::text[]) "
+            "AS t(a) ON CONFLICT (address) DO NOTHING", (at, addresses))
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO contact_points (address, created_at) VALUES (?, ?) ON CONFLICT (address) DO NOTHING",
+        [(a, at) for a in addresses])  # type: ignore[arg-type]
+
+
+def _write_opt_outs(
+    store: SQLStore, conn: Connection, ids: list[int], todo: list[tuple[str, int, int | None]],
+    scope: Scope, at: float, source: str, reason: str, mechanism: Mechanism, brand: str,
+    outbox_row: dict[str, Any],
+) -> None:
+    """Events, state rows and outbox rows for ``todo`` (``(address, point id, contact id)``)."""
+    kind, pid_, tid_ = str(scope.kind), scope.purpose_id, scope.topic_id
+    consts = (at, kind, pid_, tid_, str(Action.OPT_OUT), source, reason, str(mechanism), brand)
+    level = ConsentLevel.CHANNEL.label
+    # Outbox rows: the shape is SQLStore._outbox_row's; only the event id varies.
+    extra = {k: v for k, v in outbox_row.items() if k != "event_id"}
+    ocols = ", ".join(["event_id", *extra])
+    if store.dialect == "postgresql":
+        addrs = [a for a, _, _ in todo]
+        pids = [p for _, p, _ in todo]
+        cids = [c for _, _, c in todo]
+        conn.exec_driver_sql(
+            f"INSERT INTO events ({_EVENT_COLS}) SELECT t.id, %s, t.a, t.p, t.c, %s, %s, %s, %s, %s, "  # noqa: S608
+            "%s, %s, %s, true, false, %s FROM unnest(%s::bigint[], %s::text[], %s::bigint[], "
+            "%s::bigint[]) AS t(id, a, p, c)", (*consts, level, ids, addrs, pids, cids))
+        conn.exec_driver_sql(
+            "INSERT INTO consent_state (subject_type, subject_id, scope_kind, purpose_id, topic_id, "
+            "opted_out, updated_at, event_id) SELECT %s, t.p, %s, %s, %s, true, %s, t.e "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS t(p, e)" + _STATE_UPSERT,
+            (POINT, kind, pid_ or 0, tid_ or 0, at, pids, ids))
+        marks = "".join(", %s" for _ in extra)
+        conn.exec_driver_sql(
+            f"INSERT INTO outbox ({ocols}) SELECT t.e{marks} FROM unnest(%s::bigint[]) AS t(e)",  # noqa: S608
+            (*extra.values(), ids))
+        return
+    conn.exec_driver_sql(
+        f"INSERT INTO events ({_EVENT_COLS}) VALUES ({', '.join(['?'] * 16)})",  # noqa: S608
+        [(eid, at, a, pid, cid, *consts[1:], True, False, level)  # type: ignore[arg-type]
+         for eid, (a, pid, cid) in zip(ids, todo, strict=True)])
+    conn.exec_driver_sql(
+        "INSERT INTO consent_state (subject_type, subject_id, scope_kind, purpose_id, topic_id, "  # noqa: S608
+        "opted_out, updated_at, event_id) VALUES (?, ?, ?, ?, ?, 1, ?, ?)" + _STATE_UPSERT,
+        [(POINT, pid, kind, pid_ or 0, tid_ or 0, at, eid)  # type: ignore[arg-type]
+         for eid, (_, pid, _) in zip(ids, todo, strict=True)])
+    rest = tuple(extra.values())
+    conn.exec_driver_sql(
+        f"INSERT INTO outbox ({ocols}) VALUES ({', '.join(['?'] * (1 + len(extra)))})",  # noqa: S608
+        [(eid, *rest) for eid in ids])  # type: ignore[arg-type]
+
+
+def _points(store: SQLStore, conn: Connection, addresses: list[str]) -> dict[str, tuple[int, int | None]]:
+    """``address -> (point id, contact id)`` for existing contact points."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for part in _chunks(addresses, IN_LIST):
+        if store.dialect == "postgresql":
+            # One array parameter, not thousands of placeholders for the driver to parse.
+            rows = conn.exec_driver_sql(
+                "SELECT id, contact_id, address FROM contact_points WHERE address = ANY(%s)",
+                (list(part),))
+        else:
+            rows = conn.execute(
+                select(contact_points.c.id, contact_points.c.contact_id, contact_points.c.address)
+                .where(contact_points.c.address.in_(bindparam("a", expanding=True))),
+                {"a": list(part)})
+        for pid, cid, address in rows:
+            out[address] = (pid, cid)
+    return out
+
+
+def _opted_out(store: SQLStore, conn: Connection, scope: Scope, subject_type: str, ids: list[int]) -> set[int]:
+    """The subjects among ``ids`` already opted out of exactly ``scope``."""
+    out: set[int] = set()
+    key = (str(scope.kind), scope.purpose_id or 0, scope.topic_id or 0, subject_type)
+    for part in _chunks(ids, IN_LIST):
+        if store.dialect == "postgresql":
+            rows = conn.exec_driver_sql(
+                "SELECT subject_id FROM consent_state WHERE scope_kind = %s AND purpose_id = %s "
+                "AND topic_id = %s AND opted_out AND subject_type = %s AND subject_id = ANY(%s)",
+                (*key, list(part)))
+        else:
+            rows = conn.execute(
+                select(consent_state.c.subject_id).where(
+                    scope_key(scope), consent_state.c.opted_out.is_(True),
+                    consent_state.c.subject_type == subject_type,
+                    consent_state.c.subject_id.in_(bindparam("ids", expanding=True))),
+                {"ids": list(part)})
+        out.update(r[0] for r in rows)
+    return out
+
+
 def bulk_opt_out(
     store: SQLStore, addresses: Sequence[str], scope: Scope, *, at: float, source: str,
     reason: str, mechanism: Mechanism, brand: str,
@@ -116,35 +240,19 @@ def bulk_opt_out(
 
     Addresses already opted out of exactly this scope (on the address or its contact) are
     skipped: running the same import twice records nothing the second time. Returns
-    ``(recorded, skipped)``.
+    ``(recorded, skipped)``. Each recorded opt-out is an event with its state row and outbox
+    row, exactly as :meth:`SQLStore.record` writes them.
     """
     unique = list(dict.fromkeys(addresses))
     if not unique:
         return 0, 0
     with store.tx() as conn:
-        conn.execute(
-            store._insert(contact_points).on_conflict_do_nothing(index_elements=["address"]),
-            [{"address": a, "created_at": at} for a in unique],
-        )
-        points: dict[str, tuple[int, int | None]] = {}
-        q = select(contact_points.c.id, contact_points.c.contact_id, contact_points.c.address).where(
-            contact_points.c.address.in_(bindparam("addrs", expanding=True))
-        )
-        for part in _chunks(unique, 5000):
-            for r in conn.execute(q, {"addrs": list(part)}):
-                points[r.address] = (r.id, r.contact_id)
-        blocked_points: set[int] = set()
-        blocked_contacts: set[int] = set()
-        sq = select(consent_state.c.subject_type, consent_state.c.subject_id).where(
-            scope_key(scope), consent_state.c.opted_out.is_(True),
-            consent_state.c.subject_type == bindparam("st"),
-            consent_state.c.subject_id.in_(bindparam("ids", expanding=True)),
-        )
+        _write_points(store, conn, unique, at)
+        points = _points(store, conn, unique)
         pids = [p for p, _ in points.values()]
         cids = sorted({c for _, c in points.values() if c is not None})
-        for st, ids, into in ((POINT, pids, blocked_points), (CONTACT, cids, blocked_contacts)):
-            for part in _chunks(ids, 5000):
-                into.update(r.subject_id for r in conn.execute(sq, {"st": st, "ids": list(part)}))
+        blocked_points = _opted_out(store, conn, scope, POINT, pids)
+        blocked_contacts = _opted_out(store, conn, scope, CONTACT, cids)
         todo = [
             (a, pid, cid) for a in unique
             for pid, cid in (points[a],)
@@ -152,39 +260,10 @@ def bulk_opt_out(
         ]
         if not todo:
             return 0, len(unique)
-        rows = [
-            {
-                "at": at, "address": a, "contact_point_id": pid, "contact_id": cid,
-                "scope_kind": str(scope.kind), "purpose_id": scope.purpose_id,
-                "topic_id": scope.topic_id, "action": str(Action.OPT_OUT), "source": source,
-                "reason": reason, "mechanism": str(mechanism), "brand": brand,
-                "message_id": None, "client_ip": None, "user_agent": None, "changed": True,
-                "suspected_automated": False, "evidence": None,
-                "level": ConsentLevel.CHANNEL.label,
-            }
-            for a, pid, cid in todo
-        ]
-        ids = list(conn.execute(
-            events.insert().returning(events.c.id, sort_by_parameter_order=True), rows
-        ).scalars())
-        ins = store._insert(consent_state)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"],
-                set_={"opted_out": True, "updated_at": at, "event_id": ins.excluded.event_id},
-            ),
-            [
-                {"subject_type": POINT, "subject_id": pid, "scope_kind": str(scope.kind),
-                 "purpose_id": scope.purpose_id or 0, "topic_id": scope.topic_id or 0,
-                 "opted_out": True, "updated_at": at, "event_id": eid}
-                for (_, pid, _), eid in zip(todo, ids, strict=True)
-            ],
-        )
-        outbox_rows = [
-            store._outbox_row(_import_change(a, scope, source, reason, mechanism, brand), eid, at)
-            for (a, _, _), eid in zip(todo, ids, strict=True)
-        ]
-        conn.execute(outbox.insert(), outbox_rows)
+        template = store._outbox_row(
+            _import_change(todo[0][0], scope, source, reason, mechanism, brand), 0, at)
+        _write_opt_outs(store, conn, _new_event_ids(store, conn, len(todo)), todo, scope, at,
+                        source, reason, mechanism, brand, template)
     return len(todo), len(unique) - len(todo)
 
 

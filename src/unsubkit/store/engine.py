@@ -12,7 +12,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from ..errors import ConfigError, StoreError
 from .errors import translate
 
-__all__ = ["make_engine", "migrate", "normalize_url"]
+__all__ = ["READ_ONLY", "make_engine", "migrate", "normalize_url"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -39,8 +39,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: Execution option marking a connection as read-only: its SQLite transaction is deferred.
+READ_ONLY = "unsubkit_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the lock at BEGIN (no deadlock-prone lock upgrades); readers use a deferred
+    # transaction so that, in WAL mode, they never queue behind the writer.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

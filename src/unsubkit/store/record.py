@@ -15,11 +15,10 @@ ones (a repeat within one batch is recorded with ``changed=False``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, tuple_
+from sqlalchemy import Connection, bindparam, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..consent.history import subjects_of
@@ -45,8 +44,11 @@ _SELECT_STATE = select(
 ).where(
     tuple_(consent_state.c.subject_type, consent_state.c.subject_id).in_(bindparam("subjects", expanding=True))
 )
-_INSERT_EVENTS = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = events.insert()
+_INSERT_EVENTS_RETURNING = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+_LAST_EVENT_ID = select(func.max(events.c.id))
 _INSERT_OUTBOX = outbox.insert()
+_set = object.__setattr__
 _STATE_KEY_COLUMNS = ["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"]
 
 
@@ -76,6 +78,20 @@ def _points(conn: Connection, dialect: str, addresses: set[str], at: float) -> d
         for r in conn.execute(_SELECT_POINTS, {"addresses": missing}):
             found[r.address] = (r.id, r.contact_id)
     return found
+
+
+def _insert_events(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert event rows; their ids, in order."""
+    if dialect == "sqlite":
+        # SQLite cannot return the ids of a multi-row insert in order, and SQLAlchemy then falls
+        # back to one statement per row. The transaction holds SQLite's write lock (BEGIN
+        # IMMEDIATE, see engine.py), so the next ids are known: max + 1, ... (what SQLite itself
+        # would assign to an INTEGER PRIMARY KEY), and one executemany inserts them all.
+        last = conn.execute(_LAST_EVENT_ID).scalar() or 0
+        ids = list(range(last + 1, last + 1 + len(rows)))
+        conn.execute(_INSERT_EVENTS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return ids
+    return [r[0] for r in conn.execute(_INSERT_EVENTS_RETURNING, rows)]
 
 
 def record_changes(
@@ -145,7 +161,7 @@ def record_changes(
             "level": draft.level.label,
         })
 
-    ids = [r[0] for r in conn.execute(_INSERT_EVENTS, event_rows)]
+    ids = _insert_events(conn, dialect, event_rows)
     if writes:
         # The last write of a row in this batch is its state (and one upsert per row: PostgreSQL
         # refuses to touch a row twice in one statement).
@@ -163,7 +179,11 @@ def record_changes(
         [{"event_id": ids[i], "created_at": at, "replaced_by": ch.replace_with or None}
          for i, ch in enumerate(changes)],
     )
-    return [
-        replace(d, id=ids[i], changed=r["changed"], suspected_automated=n[0], evidence=n[1])
-        for i, (d, r, n) in enumerate(zip(drafts, event_rows, notes, strict=True))
-    ]
+    # The drafts are ours alone until returned: fill in their last fields in place rather than
+    # copying an 18-field frozen dataclass per change (``dataclasses.replace`` is slow).
+    for d, i, r, (suspected, evidence) in zip(drafts, ids, event_rows, notes, strict=True):
+        _set(d, "id", i)
+        _set(d, "changed", r["changed"])
+        _set(d, "suspected_automated", suspected)
+        _set(d, "evidence", evidence)
+    return drafts

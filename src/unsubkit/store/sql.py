@@ -33,7 +33,7 @@ from ..consent.model import (
 from ..errors import ConsentError, StoreError, UnknownPurpose, UnknownTopic
 from . import bulk as _bulk
 from . import contacts as _contacts
-from .engine import make_engine, migrate
+from .engine import READ_ONLY, make_engine, migrate
 from .errors import translate
 from .record import record_changes
 from .rows import row_to_event, scope_key
@@ -88,6 +88,7 @@ class SQLStore:
     def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
             with self.engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
                 return fn(conn)
         except SQLAlchemyError as exc:
             raise translate(exc) from exc

@@ -37,10 +37,18 @@ async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
     yield b""
 
 
+_EMPTY = OneClickForm(empty=True, has_pair=False, via=None)
+_PAIR_ONLY = OneClickForm(empty=False, has_pair=True, via=None)
+_PAIR_BODY = b"List-Unsubscribe=One-Click"
+
+
 async def parse_one_click(headers: Headers, body: bytes) -> OneClickForm:
     if not body.strip():
-        return OneClickForm(empty=True, has_pair=False, via=None)
+        return _EMPTY
     ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if body.rstrip(b"\r\n") == _PAIR_BODY and ctype != "multipart/form-data":
+        # What Gmail and most providers send, byte for byte: no need for a form parser.
+        return _PAIR_ONLY
     fields: list[tuple[str, str]]
     try:
         if ctype == "multipart/form-data":
