@@ -137,7 +137,7 @@ def test(
     endpoint_id: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """POST a signed ``webhook.test`` event to the endpoint now; exit 1 unless it answers 2xx."""
+    """POST a signed webhook.test event to the endpoint now; exit 1 unless it answers 2xx."""
     with _store(ctx) as (kit, store):
         ep = store.endpoint(endpoint_id)
         timeout = kit.settings.webhooks.timeout

@@ -23,6 +23,8 @@ class Metrics:
             "unsubkit_oneclick_requests", "One-click POSTs by HTTP status",
             ["status"], registry=self.registry,
         )
+        #: The success counter, bound once (``labels()`` looks the child up under a lock).
+        self.oneclick_ok = self.oneclick.labels("200")
         self.landing = Counter(
             "unsubkit_landing_views", "Landing page views", registry=self.registry
         )
