@@ -136,6 +136,8 @@ class Round:
     max_ms: float
     statuses: dict[str, int]
     errors: int
+    #: Server process CPU (user + system) per request: steadier than rates on a shared machine.
+    cpu_us: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -148,17 +150,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_wrk(url: str, prefix: str, duration: float, tokens_file: Path | None, lua: Path) -> Round:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, prefix: str, duration: float, tokens_file: Path | None, lua: Path, pid: int = 0) -> Round:
     env = {**os.environ, "BENCH_PREFIX": prefix, "BENCH_TOKENS": str(tokens_file or "")}
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(lua), url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
     m = re.search(r"^BENCH (\{.*\})$", out, re.M)
     if not m:
         raise SystemExit(f"unexpected wrk output:\n{out}")
     d = json.loads(m.group(1))
+    cpu = (cpu_seconds(pid) - cpu0) / max(d["requests"], 1) * 1e6 if pid else 0.0
     errors = d["connect_errors"] + d["read_errors"] + d["write_errors"] + d["timeouts"]
     return Round(d["requests"], d["duration_us"] / 1e6, d["p50_us"] / 1e3, d["p99_us"] / 1e3, d["max_us"] / 1e3,
-                 d["statuses"], errors)
+                 d["statuses"], errors, cpu)
 
 
 def make_tokens(env: dict[str, str], n: int, path: Path) -> None:
@@ -203,7 +213,7 @@ def bench_backend(name: str, db_url: str, workdir: Path, duration: float, rounds
     config = workdir / "unsubkit.toml"
     config.write_text(
         f'database_url = "{db_url}"\ndata_dir = "{workdir / "data"}"\n'
-        'base_url = "http://127.0.0.1"\nlog_level = "warning"\n'
+        'base_url = "http://127.0.0.1"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNSUBKIT_")}
     env["UNSUBKIT_CONFIG"] = str(config)
@@ -242,13 +252,13 @@ def bench_backend(name: str, db_url: str, workdir: Path, duration: float, rounds
             time.sleep(0.1)
         # Warm up both paths (imports, caches, connection pool, SQLite page cache).
         run_wrk(url, "/hello", 1, None, lua)
-        run_wrk(url, "/u/", 1, slices[0], lua)
+        warm = run_wrk(url, "/u/", 1, slices[0], lua)
 
         hello: list[Round] = []
         click: list[Round] = []
         for r in range(rounds):
-            hello.append(run_wrk(url, "/hello", duration, None, lua))
-            click.append(run_wrk(url, "/u/", duration, slices[r + 1], lua))
+            hello.append(run_wrk(url, "/hello", duration, None, lua, proc.pid))
+            click.append(run_wrk(url, "/u/", duration, slices[r + 1], lua, proc.pid))
         text = httpx.get(f"{url}/metrics").text
     finally:
         proc.terminate()
@@ -258,8 +268,8 @@ def bench_backend(name: str, db_url: str, workdir: Path, duration: float, rounds
             proc.kill()
         log.close()
 
-    ok = sum(r.statuses.get("200", 0) for r in click)
-    total_200 = ok + 0  # warm-up 200s are counted from the database difference below
+    # Every 200 (the warm-up's too) must be an event in the database.
+    total_200 = sum(r.statuses.get("200", 0) for r in [*click, warm])
     events = count_events(env)
     best_hello = max(hello, key=lambda r: r.rate)
     best_click = max(click, key=lambda r: r.rate)
@@ -280,6 +290,8 @@ def bench_backend(name: str, db_url: str, workdir: Path, duration: float, rounds
         "answered_200": total_200,
         "events_in_db": events,
         "avg_batch": changes / batches if batches else 0.0,
+        "hello_cpu_us": min(r.cpu_us for r in hello),
+        "oneclick_cpu_us": min(r.cpu_us for r in click),
         "rounds": [(round(h.rate), round(c.rate), round(c.p99_ms, 1)) for h, c in zip(hello, click, strict=True)],
     }
 
@@ -336,11 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one-click POST vs hello-world POST, {CONNECTIONS} connections, wrk, "
           f"{args.rounds} x {args.duration:g} s rounds (best round per side)")
     print(f"{'backend':<10}{'hello /s':>10}{'1-click /s':>12}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'batch':>8}  rounds (hello, 1-click, p99)")
+          f"{'batch':>8}{'cpu us/req':>16}  rounds (hello, 1-click, p99)")
     failed = []
     for r in results:
         print(f"{r['backend']:<10}{r['hello_rps']:>10,.0f}{r['oneclick_rps']:>12,.0f}{r['ratio']:>7.2f}x"
-              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['avg_batch']:>8.1f}  {r['rounds']}")
+              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['avg_batch']:>8.1f}"
+              f"{r['hello_cpu_us']:>8.0f} /{r['oneclick_cpu_us']:>6.0f}  {r['rounds']}")
         if r["non_200"] or r["errors"]:
             print(f"  {r['backend']}: non-200 answers {r['non_200']}, socket errors {r['errors']}")
             failed.append(f"{r['backend']} errors")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +19,9 @@ from conftest import build_kit
 from mail_support import APPLE, RawSMTP, dkim_key, dsn, message, token_address
 from unsubkit.clock import FrozenClock
 from unsubkit.consent.model import ConsentChange, Event, Mechanism
-from unsubkit.errors import StoreBusy
+from unsubkit.errors import ConfigError, StoreBusy
 from unsubkit.mail.fromcheck import FromChecker
-from unsubkit.mail.listener import ListenerConfig, MailtoListener
+from unsubkit.mail.listener import ListenerConfig, MailtoListener, bind_socket
 from unsubkit.service import Unsubkit
 from unsubkit.settings import Brand, Settings
 
@@ -315,3 +316,39 @@ def test_from_fallback_dns_down_is_temporary(fallback_kit: Unsubkit, start: Call
         c.rcpt("unsubscribe@example.com")
         assert c.data(ORG.sign(message()))[0] == 451
     assert not marketing_out(fallback_kit, "jane@example.org")
+
+
+def test_bound_socket_gets_tcp_nodelay_connections() -> None:
+    # Without TCP_NODELAY on accepted connections, pipelined replies wait ~40 ms each for
+    # delayed ACKs; asyncio sets it only when the listening socket says IPPROTO_TCP.
+    sock = bind_socket("127.0.0.1", 0)
+    assert sock.proto == socket.IPPROTO_TCP
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            s = transport.get_extra_info("socket")
+            seen.append(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
+
+
+def test_bind_socket_in_use_is_a_config_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match="cannot listen for mail"):
+            bind_socket("127.0.0.1", busy.getsockname()[1])

@@ -4,6 +4,7 @@ clients (smtplib, aiosmtplib, a raw socket), and the consent API to see the effe
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import socket
 from collections.abc import Callable
@@ -16,6 +17,9 @@ import pytest
 
 from conftest import Server, free_port
 from mail_support import APPLE, RawSMTP, dkim_key, dsn, message
+from unsubkit.errors import ConfigError
+from unsubkit.mail.listener import listener_services
+from unsubkit.settings import Settings
 
 AUTH = {"Authorization": "Bearer test-api-key"}
 
@@ -195,3 +199,37 @@ def test_no_smtp_flag(server_factory: Callable[..., Server]) -> None:
     server_factory("--smtp-port", str(port), "--no-smtp")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# -- what serve starts -----------------------------------------------------------------------
+
+
+def test_listener_services_decisions(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    base = {"data_dir": tmp_path / "data", "mailto_address": "unsubscribe@example.com"}
+    assert listener_services(Settings(**base), port=0, enabled=False) == []
+    assert listener_services(Settings(**base, smtp_enabled=False), port=0) == []
+    assert listener_services(Settings(data_dir=tmp_path / "data"), port=0) == []  # no mailto anywhere
+    (service,) = listener_services(Settings(**base), port=0)
+    assert callable(service)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # Asked for (flag or setting): one clear error.
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+            listener_services(Settings(**base), port=port)
+        with pytest.raises(ConfigError):
+            listener_services(Settings(**base, smtp_port=port))
+    # The default port taken (say, by a second server): a warning, HTTP goes on.
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", 2525))
+            holder.listen()
+        except OSError:
+            pass  # someone else holds it: just as good
+        caplog.set_level(logging.WARNING, "unsubkit.mail")
+        assert listener_services(Settings(**base)) == []
+        assert "the mailto listener is not started" in caplog.text
+    finally:
+        holder.close()

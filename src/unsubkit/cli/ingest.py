@@ -121,11 +121,11 @@ def ingest(
     maildir: Path | None = typer.Option(None, "--maildir", help="Process every message of a Maildir."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (or summary) as JSON."),
 ) -> None:
-    """Process mail sent to the unsubscribe address: one message on stdin (for Postfix pipe(8),
-    procmail, .forward), or a whole mailbox.
+    """Process mail sent to the unsubscribe address: one message on stdin (Postfix pipe(8),
+    procmail, .forward) or a whole mailbox.
 
-    Exit status (sysexits): 0 done (or a bounce dropped), 65 unusable message, 67 no such user
-    (unknown, bad or expired token), 75 temporary failure (retry), 77 sender not proven.
+    Exit status (sysexits): 0 done or bounce dropped, 65 unusable message, 67 no such user,
+    75 temporary failure (retry), 77 sender not proven.
     """
     if mbox is not None and maildir is not None:
         fail("give --mbox or --maildir, not both", 64)

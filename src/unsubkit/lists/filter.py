@@ -49,21 +49,37 @@ class SendCheck:
 class BlockedIndex:
     """The blocked addresses of one (purpose, topic), with their reasons, loaded once."""
 
-    def __init__(self, purpose: Purpose, topic: Topic | None, blocked: dict[str, str]) -> None:
+    def __init__(
+        self, purpose: Purpose, topic: Topic | None, blocked: dict[str, str], *,
+        single_reason: bool | None = None,
+    ) -> None:
         self.purpose = purpose
         self.topic = topic
         #: normalized address -> reason (``decide``'s wording).
         self.blocked = blocked
+        #: Every blocked address has the same reason (lets the filter count without lookups).
+        self.single_reason: str | None = None
+        if blocked and (single_reason or (single_reason is None and len(set(blocked.values())) == 1)):
+            self.single_reason = next(iter(blocked.values()))
 
     @classmethod
     def load(cls, store: ConsentStore, purpose: Purpose, topic: Topic | None) -> BlockedIndex:
-        blocked: dict[str, str] = {}
         # Transactional mail is never blocked by an opt-out: nothing to load.
-        if purpose.commercial:
-            for reason, page in store.blocked_addresses(purpose.id, topic.id if topic else None):
-                # Pages come in increasing precedence: a later reason overwrites an earlier one.
-                blocked.update(dict.fromkeys(page, reason))
-        return cls(purpose, topic, blocked)
+        if not purpose.commercial:
+            return cls(purpose, topic, {})
+        by_reason: dict[str, list[str]] = {}
+        for reason, page in store.blocked_addresses(purpose.id, topic.id if topic else None):
+            by_reason.setdefault(reason, []).extend(page)
+        blocked: dict[str, str] = {}
+        # Reasons come in increasing precedence: a later one overwrites an earlier one. One
+        # presized dict.fromkeys per reason; usually there is only one.
+        for reason, addresses in by_reason.items():
+            if blocked:
+                blocked.update(dict.fromkeys(addresses, reason))
+            else:
+                blocked = dict.fromkeys(addresses, reason)
+            addresses.clear()
+        return cls(purpose, topic, blocked, single_reason=len(by_reason) == 1)
 
     def __len__(self) -> int:
         return len(self.blocked)
@@ -110,12 +126,17 @@ class FilterStats:
 
 
 def _fast_keys(chunk: Chunk) -> list[str] | None:
-    """Normalized keys of every row when the whole chunk is on the fast path, else ``None``."""
+    """Normalized keys of every row when the whole chunk is on the fast path, else ``None``.
+
+    For the lines shape the keys come from one ``lower()`` of the chunk text; when that changes
+    nothing (the common, already-lowercase list) the values themselves are the keys.
+    """
     if not all_fast(chunk.values):
         return None
-    if chunk.joined is not None:
-        return chunk.joined.lower().split("\n")
-    return list(map(str.lower, chunk.values))
+    if chunk.joined is None:
+        return list(map(str.lower, chunk.values))
+    lowered = chunk.joined.lower()
+    return chunk.values if lowered == chunk.joined else lowered.split("\n")
 
 
 def filter_list(
@@ -141,7 +162,7 @@ def filter_list(
     for chunk in reader.chunks():
         keys = _fast_keys(chunk)
         if keys is not None:
-            kept = _fast_chunk(chunk, keys, blocked, stats, writer)
+            kept = _fast_chunk(chunk, keys, index, stats, writer)
         else:
             kept = _slow_chunk(chunk, blocked, stats, writer)
         if kept:
@@ -153,12 +174,26 @@ def filter_list(
 
 
 def _fast_chunk(
-    chunk: Chunk, keys: list[str], blocked: dict[str, str], stats: FilterStats,
+    chunk: Chunk, keys: list[str], index: BlockedIndex, stats: FilterStats,
     writer: RowWriter | None,
 ) -> list[str]:
+    blocked = index.blocked if index.purpose.commercial else {}
     if not blocked:
         stats.kept += len(keys)
         return chunk.raws
+    if writer is None and index.single_reason is not None:
+        # One reason for everything: membership is all we need (no per-row reason lookups).
+        if keys is chunk.raws:
+            kept = list(itertools.filterfalse(blocked.__contains__, keys))
+        else:
+            flags = map(blocked.__contains__, keys)
+            kept = list(itertools.compress(chunk.raws, map(operator.not_, flags)))
+        n_blocked = len(keys) - len(kept)
+        stats.kept += len(kept)
+        if n_blocked:
+            stats.blocked += n_blocked
+            stats.reasons[index.single_reason] += n_blocked
+        return kept
     # One dict probe per row, all from C: reasons (None = sendable), then the kept rows.
     reasons = list(map(blocked.get, keys))
     kept = list(itertools.compress(chunk.raws, map(operator.is_, reasons, itertools.repeat(None))))

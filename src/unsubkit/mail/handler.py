@@ -67,7 +67,7 @@ class MailtoHandler:
         checked = self.processor.check_recipient(address, bounce=is_null_sender(envelope.mail_from))
         if isinstance(checked, Reply):
             domain = address.rpartition("@")[2][:100]
-            log.info("mailto: refused recipient at %s: %s", domain, checked.text)
+            log.info("mailto: refused recipient at %r: %s", domain, checked.text)
             return str(checked)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

@@ -34,10 +34,10 @@ class CheapAddr:
             return "", ""
         simple = _SIMPLE.fullmatch(arg)
         if simple is not None and ".." not in simple.group(1):
-            addr, rest = simple.group(1), simple.group(2)
-            if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            mailbox: str = simple.group(1)
+            if self.local_part_limit and len(mailbox.rpartition("@")[0]) > self.local_part_limit:
                 return None, None
-            return addr, rest
+            return mailbox, simple.group(2)
         address: Any
         try:
             if arg.lstrip().startswith("<"):

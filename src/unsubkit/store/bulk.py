@@ -1,10 +1,10 @@
 """Bulk store operations: the blocked set for send-time filtering, batch imports, streaming
 exports (called by :class:`SQLStore`).
 
-The blocked set is read with one aggregate per page (``group_concat`` / ``string_agg``): the
-database hands back one newline-joined string per 100,000 addresses instead of 100,000 row
-objects, which is what makes filtering a million-row list against a million opt-outs cost about
-the same as a set difference in Python.
+The blocked set is read with one aggregate per window of subject ids (``group_concat`` /
+``string_agg``): the database hands back one newline-joined string per 100,000 subjects instead
+of 100,000 row objects, which is what keeps filtering a million-row list against a million
+opt-outs within twice the cost of a set difference in Python.
 """
 
 from __future__ import annotations
@@ -56,28 +56,25 @@ def _agg(store: SQLStore, column: Any) -> Any:
 def _pages(
     store: SQLStore, conn: Connection, subject_type: str, cond: ColumnElement[bool]
 ) -> Iterator[list[str]]:
-    """Addresses blocked through ``subject_type`` rows matching ``cond``, a page at a time."""
-    after = 0
-    join_on = (contact_points.c.id if subject_type == POINT else contact_points.c.contact_id)
-    while True:
-        page = (
-            select(consent_state.c.id.label("sid"), consent_state.c.subject_id)
-            .where(consent_state.c.subject_type == subject_type, consent_state.c.opted_out.is_(True),
-                   cond, consent_state.c.id > bindparam("after"))
-            .order_by(consent_state.c.id)
-            .limit(PAGE)
-            .subquery()
-        )
-        text, last = conn.execute(
-            select(_agg(store, contact_points.c.address), func.max(page.c.sid))
-            .select_from(page.join(contact_points, join_on == page.c.subject_id, isouter=True)),
-            {"after": after},
-        ).one()
+    """Addresses blocked through ``subject_type`` rows matching ``cond``, one window of
+    ``PAGE`` subject ids at a time: an index-only range scan on the covering index
+    ``ix_consent_state_scope_subject``, joined to the addresses by primary key (points) or by
+    ``contact_id`` (contacts), aggregated into one string per window."""
+    cs = consent_state
+    base = and_(cs.c.subject_type == subject_type, cs.c.opted_out.is_(True), cond)
+    top = conn.execute(select(func.max(cs.c.subject_id)).where(base)).scalar()
+    if top is None:
+        return
+    join_on = contact_points.c.id if subject_type == POINT else contact_points.c.contact_id
+    q = (
+        select(_agg(store, contact_points.c.address))
+        .select_from(cs.join(contact_points, join_on == cs.c.subject_id))
+        .where(base, cs.c.subject_id > bindparam("lo"), cs.c.subject_id <= bindparam("hi"))
+    )
+    for lo in range(0, int(top), PAGE):
+        text = conn.execute(q, {"lo": lo, "hi": lo + PAGE}).scalar()
         if text:
             yield text.split("\n")
-        if last is None:
-            return
-        after = last
 
 
 def blocked_addresses(store: SQLStore, purpose_id: int, topic_id: int | None) -> Iterator[tuple[str, list[str]]]:

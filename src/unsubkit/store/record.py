@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..consent.history import subjects_of
@@ -42,7 +42,10 @@ _SELECT_STATE = select(
     consent_state.c.topic_id,
     consent_state.c.opted_out,
 ).where(
-    tuple_(consent_state.c.subject_type, consent_state.c.subject_id).in_(bindparam("subjects", expanding=True))
+    # Not a row-value IN: SQLite answers ``(type, id) IN (VALUES ...)`` with a full scan. Two
+    # plain INs search the unique key; the few extra rows this may return are never looked up.
+    consent_state.c.subject_type.in_(bindparam("types", expanding=True)),
+    consent_state.c.subject_id.in_(bindparam("ids", expanding=True)),
 )
 _INSERT_EVENTS = events.insert()
 _INSERT_EVENTS_RETURNING = events.insert().returning(events.c.id, sort_by_parameter_order=True)
@@ -50,6 +53,27 @@ _LAST_EVENT_ID = select(func.max(events.c.id))
 _INSERT_OUTBOX = outbox.insert()
 _set = object.__setattr__
 _STATE_KEY_COLUMNS = ["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"]
+
+
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """``conn.execute(stmt, rows)`` minus SQLAlchemy's per-row parameter processing, which cost
+    more than the driver's own executemany: the statement is compiled once per dialect and column
+    set, and the rows go to the driver as they are (plain str/int/float/bool/None values)."""
+    keys = tuple(rows[0])
+    ck = (id(stmt), conn.dialect.name, keys)
+    compiled = _COMPILED.get(ck)
+    if compiled is None:
+        c = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+        order = c.positiontup  # None for named parameter styles (psycopg)
+        compiled = _COMPILED[ck] = (c.string, tuple(order) if order else None)
+    sql, order = compiled
+    if order is None:
+        conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+    else:
+        conn.exec_driver_sql(sql, [tuple(r[k] for k in order) for r in rows])
 
 
 @cache
@@ -74,7 +98,7 @@ def _points(conn: Connection, dialect: str, addresses: set[str], at: float) -> d
     missing = sorted(addresses - found.keys())  # sorted: concurrent writers lock rows in one order
     if missing:
         add_points, _ = _dialect_statements(dialect)
-        conn.execute(add_points, [{"address": a, "created_at": at} for a in missing])
+        _executemany(conn, add_points, [{"address": a, "created_at": at} for a in missing])
         for r in conn.execute(_SELECT_POINTS, {"addresses": missing}):
             found[r.address] = (r.id, r.contact_id)
     return found
@@ -89,7 +113,7 @@ def _insert_events(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -
         # would assign to an INTEGER PRIMARY KEY), and one executemany inserts them all.
         last = conn.execute(_LAST_EVENT_ID).scalar() or 0
         ids = list(range(last + 1, last + 1 + len(rows)))
-        conn.execute(_INSERT_EVENTS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        _executemany(conn, _INSERT_EVENTS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
     return [r[0] for r in conn.execute(_INSERT_EVENTS_RETURNING, rows)]
 
@@ -116,10 +140,11 @@ def record_changes(
             level=ConsentLevel.IDENTITY if identity else ConsentLevel.CHANNEL, point_id=point_id,
         ))
     subjects = [subjects_of(d) for d in drafts]
-    wanted = sorted({s for ss in subjects for s in ss})
+    wanted = {s for ss in subjects for s in ss}
+    params = {"types": sorted({t for t, _ in wanted}), "ids": sorted({i for _, i in wanted})}
     state: dict[StateKey, bool] = {
         (r.subject_type, r.subject_id, r.scope_kind, r.purpose_id, r.topic_id): bool(r.opted_out)
-        for r in conn.execute(_SELECT_STATE, {"subjects": wanted})
+        for r in conn.execute(_SELECT_STATE, params)
     }
 
     event_rows: list[dict[str, Any]] = []
@@ -173,8 +198,9 @@ def record_changes(
                     "topic_id": k[4], "opted_out": opted_out, "updated_at": at, "event_id": ids[i],
                 }
         _, upsert_state = _dialect_statements(dialect)
-        conn.execute(upsert_state, [final[k] for k in sorted(final)])
-    conn.execute(
+        _executemany(conn, upsert_state, [final[k] for k in sorted(final)])
+    _executemany(
+        conn,
         _INSERT_OUTBOX,
         [{"event_id": ids[i], "created_at": at, "replaced_by": ch.replace_with or None}
          for i, ch in enumerate(changes)],

@@ -111,8 +111,11 @@ consent_state = Table(
         name="uq_consent_state_key",
     ),
 )
-Index("ix_consent_state_scope", consent_state.c.scope_kind, consent_state.c.purpose_id,
-      consent_state.c.topic_id, consent_state.c.opted_out)
+# Covering index for the send-time filter: every opted-out subject of a scope, in subject order,
+# without touching the table (0002_consent; replaces 0001's ix_consent_state_scope).
+Index("ix_consent_state_scope_subject", consent_state.c.scope_kind, consent_state.c.purpose_id,
+      consent_state.c.topic_id, consent_state.c.opted_out, consent_state.c.subject_type,
+      consent_state.c.subject_id)
 
 # Append-only: rows are inserted, never updated or deleted.
 events = Table(
