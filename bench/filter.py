@@ -128,13 +128,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--no-sqlite", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="unsubkit-bench-") as tmp:
         d = Path(tmp)
         optouts, recipients = write_files(d, args.n)
         print(f"{args.n:,} recipients vs {args.n:,} opt-outs; {os.cpu_count()} CPUs; "
               f"python {sys.version.split()[0]}")
-        run("sqlite", f"sqlite:///{d / 'bench.db'}", d, optouts, recipients, args.repeat, args.n)
+        if not args.no_sqlite:
+            run("sqlite", f"sqlite:///{d / 'bench.db'}", d, optouts, recipients, args.repeat, args.n)
         if not args.no_postgres:
             schema = f"bench_{uuid.uuid4().hex[:10]}"
             with psycopg.connect(PG_URL, autocommit=True) as conn:

@@ -177,6 +177,9 @@ def cli_env(tmp_path: Path, db_url: str, extra_toml: str = "", **env: str) -> di
 
 def start_server(env: dict[str, str], tmp_path: Path, *extra: str, port: int | None = None) -> Server:
     port = port or free_port()
+    if not any(a in ("--smtp-port", "--no-smtp") or a.startswith("--smtp-port=") for a in extra):
+        # Never the default 2525: parallel or restarted servers would fight over it.
+        extra = (*extra, "--smtp-port", str(free_port()))
     log = tmp_path / f"server-{port}.log"
     fh = log.open("ab")
     proc = subprocess.Popen(

@@ -304,23 +304,30 @@ def test_cli_filter(tmp_path: Path, db_url: str) -> None:
                                       "reasons": {"opted out of purpose": 1}}
 
 
-@pytest.mark.parametrize("args, message", [
+FILTER_ERRORS = [
     (["--purpose", "nope"], "unknown purpose 'nope'"),
     (["--purpose", "marketing", "--topic", "nope"], "unknown topic 'nope'"),
     (["--purpose", "marketing", "--brand", "nope"], "unknown brand 'nope'"),
     (["--purpose", "marketing", "missing.txt"], "cannot read missing.txt"),
     (["--purpose", "marketing", "--column", "mail", "list.csv"], "no column 'mail'"),
-])
-def test_cli_filter_errors(tmp_path: Path, db_url: str, args: list[str], message: str) -> None:
+    (["--purpose", "marketing", "headerless.csv"], "without an email column"),
+]
+
+
+def test_cli_filter_errors(tmp_path: Path, db_url: str) -> None:
     env = cli_env(tmp_path, db_url)
     run_cli("init", env=env)
     (tmp_path / "list.csv").write_text("email\njane@example.com\n")
+    (tmp_path / "headerless.csv").write_text("id,name\n1,Jane\n")
     target = tmp_path / "out.txt"
-    res = subprocess.run([sys.executable, "-m", "unsubkit", "filter", *args, "-o", str(target)],
-                         env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert res.returncode == 1
-    assert res.stderr.count("\n") == 1 and message in res.stderr and "Traceback" not in res.stderr
-    assert not target.exists() and not list(tmp_path.glob(".out.txt.*"))
+    for args, message in FILTER_ERRORS:
+        res = subprocess.run([sys.executable, "-m", "unsubkit", "filter", *args, "-o", str(target)],
+                             env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert res.returncode == 1, args
+        assert res.stderr.count("\n") == 1 and message in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
+        # Nothing half-written is left behind under the target name or beside it.
+        assert not target.exists() and not list(tmp_path.glob(".out.txt.*"))
 
 
 def test_cli_filter_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:

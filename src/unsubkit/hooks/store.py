@@ -259,6 +259,25 @@ class HookStore:
         return [EventFacts(row_to_event(r), r.purpose_name, r.topic_name, replaced.get(r.id)) for r in rows]
 
     def _fan_out(self, conn: Connection, now: float, handlers: Sequence[str], limit: int) -> int:
+        endpoints = self._live(conn)
+        marked = 0
+        if not endpoints and not handlers:
+            # Nobody to deliver to (the default): mark pending rows processed in one statement,
+            # without reading them. Only rows for a brand's replacement handler need the full
+            # path below. This runs beside the one-click writer, once per recorded event.
+            pending = (
+                select(outbox.c.id)
+                .where(outbox.c.processed_at.is_(None), outbox.c.replaced_by.is_(None))
+                .order_by(outbox.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            result = conn.execute(update(outbox).where(outbox.c.id.in_(pending)).values(processed_at=now))
+            marked = max(result.rowcount or 0, 0)
+            limit -= marked
+            if limit <= 0:
+                return marked
         picked = conn.execute(
             select(outbox.c.id, outbox.c.event_id, outbox.c.replaced_by)
             .where(outbox.c.processed_at.is_(None))
@@ -267,9 +286,8 @@ class HookStore:
             .with_for_update(skip_locked=True)
         ).all()
         if not picked:
-            return 0
+            return marked
         replaced = {r.event_id: r.replaced_by for r in picked}
-        endpoints = self._live(conn)
         rows: list[dict[str, Any]] = []
         # Nothing to deliver to (no endpoint, no handler): just mark the rows processed. This
         # runs in a write transaction beside the one-click writer; building payloads nobody
@@ -287,7 +305,7 @@ class HookStore:
         if rows:
             conn.execute(D.insert(), rows)
         conn.execute(update(outbox).where(outbox.c.id.in_([r.id for r in picked])).values(processed_at=now))
-        return len(picked)
+        return marked + len(picked)
 
     def fan_out(self, *, now: float, handlers: Sequence[str] = (), limit: int = 500) -> int:
         """Turn unprocessed outbox rows into deliveries (one per matching target), atomically:

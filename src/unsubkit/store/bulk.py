@@ -214,10 +214,13 @@ def _opted_out(store: SQLStore, conn: Connection, scope: Scope, subject_type: st
     key = (str(scope.kind), scope.purpose_id or 0, scope.topic_id or 0, subject_type)
     for part in _chunks(ids, IN_LIST):
         if store.dialect == "postgresql":
+            # A join on unnest() makes the planner probe the key per id; "= ANY(array)" can
+            # turn into a scan of the whole scope while the table grows during an import.
             rows = conn.exec_driver_sql(
-                "SELECT subject_id FROM consent_state WHERE scope_kind = %s AND purpose_id = %s "
-                "AND topic_id = %s AND opted_out AND subject_type = %s AND subject_id = ANY(%s)",
-                (*key, list(part)))
+                "SELECT cs.subject_id FROM unnest(%s::bigint[]) AS t(id) JOIN consent_state cs "
+                "ON cs.subject_id = t.id WHERE cs.scope_kind = %s AND cs.purpose_id = %s "
+                "AND cs.topic_id = %s AND cs.subject_type = %s AND cs.opted_out",
+                (list(part), *key))
         else:
             rows = conn.execute(
                 select(consent_state.c.subject_id).where(

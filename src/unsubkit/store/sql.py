@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, or_, select
@@ -17,11 +16,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..consent.contacts import Contact, ContactRef
 from ..consent.decisions import ConsentState
-from ..consent.history import CONTACT, POINT, Subject, subjects_of
+from ..consent.history import CONTACT, POINT
 from ..consent.model import (
     Action,
     ConsentChange,
-    ConsentLevel,
     Event,
     Mechanism,
     Purpose,
@@ -37,7 +35,7 @@ from .engine import READ_ONLY, make_engine, migrate
 from .errors import translate
 from .record import record_changes
 from .rows import row_to_event, scope_key
-from .schema import consent_state, contact_points, events, outbox, purposes, topics
+from .schema import consent_state, contact_points, events, purposes, topics
 
 __all__ = ["CONTACT", "POINT", "SQLStore", "row_to_event", "scope_key"]
 
@@ -234,37 +232,6 @@ class SQLStore:
         with self.tx() as conn:
             return record_changes(conn, self.dialect, changes, at, self.annotate)
 
-    def _current(self, conn: Connection, subjects: Sequence[Subject], scope: Scope) -> dict[Subject, bool]:
-        cond = or_(*(
-            and_(consent_state.c.subject_type == st, consent_state.c.subject_id == sid)
-            for st, sid in subjects
-        ))
-        rows = conn.execute(
-            select(consent_state.c.subject_type, consent_state.c.subject_id, consent_state.c.opted_out)
-            .where(scope_key(scope), cond)
-        )
-        return {(r.subject_type, r.subject_id): bool(r.opted_out) for r in rows}
-
-    def _write_state(
-        self, conn: Connection, subject: Subject, scope: Scope, opted_out: bool, at: float, event_id: int
-    ) -> None:
-        stmt = self._insert(consent_state).values(
-            subject_type=subject[0],
-            subject_id=subject[1],
-            scope_kind=str(scope.kind),
-            purpose_id=scope.purpose_id or 0,
-            topic_id=scope.topic_id or 0,
-            opted_out=opted_out,
-            updated_at=at,
-            event_id=event_id,
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"],
-                set_={"opted_out": opted_out, "updated_at": at, "event_id": event_id},
-            )
-        )
-
     @staticmethod
     def _outbox_row(ch: ConsentChange, event_id: int, at: float) -> dict[str, Any]:
         """The outbox row written with every event (also used by bulk imports)."""
@@ -274,68 +241,10 @@ class SQLStore:
         return row
 
     def _record_one(self, conn: Connection, ch: ConsentChange, at: float) -> Event:
-        # The address's *current* contact decides where identity-level consent goes; a token's
-        # send-time contact id may name a contact deleted or reorganised since.
-        point_id, owner = self._point(conn, ch.address, at)
-        # Bulk email is a contact-level switch; without a contact it falls back to the address.
-        identity = owner is not None and (
-            ch.level is ConsentLevel.IDENTITY or ch.scope.kind is ScopeKind.BULK_EMAIL
-        )
-        opted_out = ch.action is Action.OPT_OUT
-        draft = Event(
-            id=0,
-            address=ch.address,
-            scope=ch.scope,
-            action=ch.action,
-            source=ch.source,
-            reason=ch.reason,
-            mechanism=ch.mechanism,
-            brand=ch.brand,
-            message_id=ch.message_id,
-            at=at,
-            client_ip=ch.meta.client_ip,
-            user_agent=ch.meta.user_agent,
-            contact_id=owner,
-            level=ConsentLevel.IDENTITY if identity else ConsentLevel.CHANNEL,
-            point_id=point_id,
-        )
-        subjects = subjects_of(draft)
-        prev = self._current(conn, subjects, ch.scope)
-        to_write = [s for s in subjects if prev.get(s, False) != opted_out]
-        # A brand handler that replaces the built-in action: record and notify, change nothing.
-        changed = bool(to_write) and not ch.replace_with
-        suspected, evidence = self.annotate(ch, at) if self.annotate else (False, None)
-        event_id = conn.execute(
-            events.insert()
-            .values(
-                at=at,
-                address=ch.address,
-                contact_point_id=point_id,
-                contact_id=owner,
-                scope_kind=str(ch.scope.kind),
-                purpose_id=ch.scope.purpose_id,
-                topic_id=ch.scope.topic_id,
-                action=str(ch.action),
-                source=ch.source,
-                reason=ch.reason,
-                mechanism=str(ch.mechanism),
-                brand=ch.brand,
-                message_id=ch.message_id,
-                client_ip=ch.meta.client_ip,
-                user_agent=(ch.meta.user_agent or None) and ch.meta.user_agent[:512],
-                changed=changed,
-                suspected_automated=suspected,
-                evidence=evidence,
-                level=draft.level.label,
-            )
-            .returning(events.c.id)
-        ).scalar_one()
-        if changed:
-            for subject in to_write:
-                self._write_state(conn, subject, ch.scope, opted_out, at, event_id)
-        conn.execute(outbox.insert().values(**self._outbox_row(ch, event_id, at)))
-        return replace(draft, id=event_id, changed=changed, suspected_automated=suspected,
-                       evidence=evidence)
+        """One change inside the caller's transaction (the same code as :meth:`record`). The
+        address's *current* contact decides where identity-level consent goes; a token's
+        send-time contact id may name a contact deleted or reorganised since."""
+        return record_changes(conn, self.dialect, [ch], at, self.annotate)[0]
 
     def state(self, address: str) -> ConsentState:
         def q(conn: Connection) -> ConsentState:
