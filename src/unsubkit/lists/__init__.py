@@ -1,6 +1,6 @@
 """Recipient and suppression lists: fast normalization, streaming filter, import and export."""
 
-from .filter import BlockedIndex, FilterStats, filter_list
+from .filter import BlockedIndex, FilterStats, SendCheck, filter_list
 from .normalize import normalize_fast
 from .reader import Chunk, ListReader
 from .transfer import ImportReport, export_events, export_state, import_optouts
@@ -11,6 +11,7 @@ __all__ = [
     "FilterStats",
     "ImportReport",
     "ListReader",
+    "SendCheck",
     "export_events",
     "export_state",
     "filter_list",

@@ -125,18 +125,39 @@ class FilterStats:
                 "reasons": dict(self.reasons)}
 
 
-def _fast_keys(chunk: Chunk) -> list[str] | None:
-    """Normalized keys of every row when the whole chunk is on the fast path, else ``None``.
+@dataclass(slots=True)
+class _Prepared:
+    """A chunk with its keys computed (validation and normalization need no opt-outs)."""
 
-    For the lines shape the keys come from one ``lower()`` of the chunk text; when that changes
-    nothing (the common, already-lowercase list) the values themselves are the keys.
-    """
-    if not all_fast(chunk.values):
-        return None
-    if chunk.joined is None:
-        return list(map(str.lower, chunk.values))
-    lowered = chunk.joined.lower()
-    return chunk.values if lowered == chunk.joined else lowered.split("\n")
+    chunk: Chunk
+    #: Fast path: one normalized key per row.
+    keys: list[str] | None
+    #: Slow path: ``(row, key, None)`` or ``(row, None, error)``; blank lines left out.
+    rows: list[tuple[int, str | None, str | None]] | None = None
+
+
+def _prepare(chunk: Chunk) -> _Prepared:
+    if all_fast(chunk.values):
+        # For the lines shape the keys come from one lower() of the chunk text; when that changes
+        # nothing (an already lowercase list) the values themselves are the keys.
+        if chunk.joined is None:
+            return _Prepared(chunk, list(map(str.lower, chunk.values)))
+        lowered = chunk.joined.lower()
+        return _Prepared(chunk, chunk.values if lowered == chunk.joined else lowered.split("\n"))
+    rows: list[tuple[int, str | None, str | None]] = []
+    for i, value in enumerate(chunk.values):
+        stripped = value.strip()
+        if not stripped and chunk.joined is not None:
+            continue  # a blank line is not a recipient; a CSV row without address is invalid
+        key = fast_key(stripped)
+        if key is None:
+            try:
+                key = normalize(stripped)
+            except AddressError as exc:
+                rows.append((i, None, str(exc)))
+                continue
+        rows.append((i, key, None))
+    return _Prepared(chunk, None, rows)
 
 
 def filter_list(
@@ -158,13 +179,12 @@ def filter_list(
     writer = csv.writer(blocked_out, lineterminator="\n") if blocked_out is not None else None
     if writer is not None:
         writer.writerow(["line", "email", "reason"])
-    blocked = index.blocked if index.purpose.commercial else {}
     for chunk in reader.chunks():
-        keys = _fast_keys(chunk)
-        if keys is not None:
-            kept = _fast_chunk(chunk, keys, index, stats, writer)
+        prep = _prepare(chunk)
+        if prep.keys is not None:
+            kept = _fast_chunk(chunk, prep.keys, index, stats, writer)
         else:
-            kept = _slow_chunk(chunk, blocked, stats, writer)
+            kept = _slow_chunk(prep, index, stats, writer)
         if kept:
             out.write("\n".join(kept))
             out.write("\n")
@@ -212,23 +232,17 @@ def _fast_chunk(
 
 
 def _slow_chunk(
-    chunk: Chunk, blocked: dict[str, str], stats: FilterStats,
-    writer: RowWriter | None,
+    prep: _Prepared, index: BlockedIndex, stats: FilterStats, writer: RowWriter | None,
 ) -> list[str]:
+    chunk = prep.chunk
+    blocked = index.blocked if index.purpose.commercial else {}
     kept: list[str] = []
-    for i, value in enumerate(chunk.values):
-        stripped = value.strip()
-        if not stripped and chunk.joined is not None:
-            continue  # a blank line is not a recipient; a CSV row without address is invalid
-        key = fast_key(stripped)
+    for i, key, error in prep.rows or ():
         if key is None:
-            try:
-                key = normalize(stripped)
-            except AddressError as exc:
-                stats.invalid += 1
-                if writer is not None:
-                    writer.writerow([chunk.line_no(i), value, str(exc)])
-                continue
+            stats.invalid += 1
+            if writer is not None:
+                writer.writerow([chunk.line_no(i), chunk.values[i], error])
+            continue
         reason = blocked.get(key)
         if reason is None:
             stats.kept += 1
@@ -237,5 +251,5 @@ def _slow_chunk(
             stats.blocked += 1
             stats.reasons[reason] += 1
             if writer is not None:
-                writer.writerow([chunk.line_no(i), value, reason])
+                writer.writerow([chunk.line_no(i), chunk.values[i], reason])
     return kept
