@@ -22,7 +22,7 @@ from typing import Any
 
 from itsdangerous import URLSafeTimedSerializer
 
-from unsubkit.headers import UnsubscribeHeaders, mailto_address, mailto_uri, one_click_url
+from unsubkit.headers import HeaderTemplate
 from unsubkit.tokens import DEFAULT_LIFETIME, Claims, KeyRing, TokenCodec, new_key
 
 TARGET = 10.0
@@ -30,11 +30,16 @@ BASE_URL = "https://unsub.example.com"
 MAILTO = "unsubscribe@example.com"
 
 
+#: What :meth:`unsubkit.service.Unsubkit.headers_for` holds per brand (built once, validated).
+TEMPLATE = HeaderTemplate(BASE_URL, MAILTO, one_click=True)
+
+
 def build_headers(token: str) -> dict[str, str]:
-    """Exactly the calls :meth:`unsubkit.service.Unsubkit.headers_for` makes for a sealed token."""
-    url = one_click_url(BASE_URL, token)
-    mailto = mailto_uri(mailto_address(MAILTO, token))
-    return UnsubscribeHeaders(url=url, mailto=mailto, one_click=True).as_dict()
+    """Exactly the calls :meth:`unsubkit.service.Unsubkit.headers_for` makes for a sealed token
+    (itsdangerous tokens are base64url and dots: the same template serves both sides)."""
+    headers = TEMPLATE.headers(token)
+    assert headers is not None
+    return headers.as_dict()
 
 
 def make_claims(n: int, now: int) -> list[Claims]:

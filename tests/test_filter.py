@@ -78,6 +78,15 @@ def test_fast_path_takes_plain_addresses(s: str) -> None:
             assert key == normalize(s)
 
 
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.one_of(address, st.emails()), max_size=6))
+def test_batch_check_equals_per_value_check(values: list[str]) -> None:
+    values = [v for v in values if "\n" not in v]
+    lowered = "\n".join(values).lower()
+    assert all_fast(values, lowered) == all_fast(values) == all(
+        len(v) <= FAST_MAX_LEN and fast_key(v) == v.lower() and v == v.strip() for v in values)
+
+
 def test_fast_path_coverage_on_typical_lists() -> None:
     typical = ["jane.doe@example.com", "JOHN+news@Mail.Example.org", "o'brien@x-y.co.uk",
                "a_b-c@sub.domain-name.travel", "user123@gmail.com"]

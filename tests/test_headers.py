@@ -17,6 +17,7 @@ from unsubkit.headers import (
     LIST_UNSUBSCRIBE,
     LIST_UNSUBSCRIBE_POST,
     ONE_CLICK,
+    HeaderTemplate,
     UnsubscribeHeaders,
     body_url,
     build_list_unsubscribe,
@@ -302,3 +303,45 @@ def test_the_stdlib_trap_is_real() -> None:
     set_unsubscribe_headers(safe, {LIST_UNSUBSCRIBE: value})
     safe.set_content("x")
     assert b"=?" not in safe.as_bytes()
+
+
+# -- HeaderTemplate: the per-brand fast path must give exactly what the generic functions give ---
+
+template_locals = st.sampled_from(["unsubscribe", "list-unsub", "u.nsub", "a b", "caf\u00e9", "x%y", "q?r"])
+
+
+@settings(max_examples=200)
+@given(base=st.none() | bases, local=st.none() | template_locals, one_click=st.booleans(),
+       token=st.text(alphabet=B64 + ".~", min_size=1, max_size=300))
+def test_template_equals_generic_building(base: str | None, local: str | None, one_click: bool, token: str) -> None:
+    mailto = f"{local}@example.com" if local else None
+    tpl = HeaderTemplate(base, mailto, one_click=one_click)
+    url = one_click_url(base, token) if base is not None and one_click else None
+    m = mailto_uri(mailto_address(mailto, token)) if mailto else None
+    got = tpl.headers(token)
+    if url is None and m is None:
+        assert got is None
+        return
+    want = UnsubscribeHeaders(url=url, mailto=m, one_click=one_click)
+    assert got == want
+    assert got is not None and got.as_dict() == want.as_dict()
+    assert got.lines() == want.lines()
+    assert tpl.body_url(token) == (body_url(base, token) if base is not None else None)
+    assert parse_list_unsubscribe(got.as_dict()[LIST_UNSUBSCRIBE]) == [u for u in (url, m) if u]
+    got.as_dict().clear()  # a caller's copy: the headers object keeps its fields
+    assert got.as_dict() == want.as_dict()
+
+
+@pytest.mark.parametrize("token", ["", "a b", "a\r\nBcc: x", "tok>en", "t=?x", "caf\u00e9", "a/b", "a?b"])
+def test_template_refuses_tokens_that_need_escaping(token: str) -> None:
+    with pytest.raises(HeaderError):
+        HeaderTemplate("https://unsub.example.com", "u@example.com").headers(token)
+
+
+def test_template_validates_the_brand_once() -> None:
+    with pytest.raises(HeaderError):
+        HeaderTemplate("https://unsub.example.com/a b", None)
+    with pytest.raises(HeaderError):
+        HeaderTemplate(None, "no-at-sign")
+    with pytest.raises(HeaderError):
+        HeaderTemplate("https://x.example/=?utf-8?q?abc?=", None)

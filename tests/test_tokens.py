@@ -22,6 +22,7 @@ from unsubkit.tokens import (
     Key,
     KeyRing,
     TokenCodec,
+    _encode_claims_general,
     decode_claims,
     encode_claims,
     new_key,
@@ -298,3 +299,45 @@ def test_typical_token_hides_address_and_message_id(token: str) -> None:
         assert needle not in token
         assert needle.encode() not in decoded
         assert needle.lower() not in token.lower()
+
+
+def test_nonces_are_unique_across_pool_refills(codec: TokenCodec) -> None:
+    # 600 tokens span three nonce pools: every nonce (bytes 5..17 of a token) is distinct.
+    nonces = {b64decode(codec.seal(TYPICAL))[5:17] for _ in range(600)}
+    assert len(nonces) == 600
+
+
+def test_forked_child_does_not_reuse_the_parents_nonces(codec: TokenCodec, tmp_path: Path) -> None:
+    import os
+
+    codec.seal(TYPICAL)  # the parent now holds a pool of unused nonces
+    out = tmp_path / "child"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            out.write_bytes(b"".join(b64decode(codec.seal(TYPICAL))[5:17] for _ in range(5)))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child = out.read_bytes()
+    parent = b"".join(b64decode(codec.seal(TYPICAL))[5:17] for _ in range(5))
+    assert len(child) == 60 and child != parent
+    assert not {child[i : i + 12] for i in range(0, 60, 12)} & {parent[i : i + 12] for i in range(0, 60, 12)}
+
+
+common_claims = st.builds(
+    Claims,
+    address=st.text(min_size=1, max_size=140),
+    purpose_id=st.integers(min_value=0, max_value=200),
+    topic_id=st.none() | st.integers(min_value=0, max_value=200),
+    level=st.sampled_from(list(ConsentLevel)),
+    message_id=st.none() | st.text(max_size=140),
+    issued_at=st.integers(min_value=0, max_value=2**32 - 1),
+)
+
+
+@given(claims=claims_strategy | common_claims)
+def test_fast_encoding_equals_the_general_layout(claims: Claims) -> None:
+    assert encode_claims(claims) == _encode_claims_general(claims)
+    assert decode_claims(encode_claims(claims)) == claims
+    assert encode_claims(TYPICAL, 7) == _encode_claims_general(TYPICAL, 7)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.message import EmailMessage, Message
 from functools import lru_cache
@@ -24,6 +24,7 @@ __all__ = [
     "LIST_UNSUBSCRIBE",
     "LIST_UNSUBSCRIBE_POST",
     "ONE_CLICK",
+    "HeaderTemplate",
     "UnsubscribeHeaders",
     "body_url",
     "build_list_unsubscribe",
@@ -58,6 +59,8 @@ class UnsubscribeHeaders:
     url: str | None
     mailto: str | None
     one_click: bool = True
+    #: The fields, when a :class:`HeaderTemplate` already built (and validated) them.
+    _fields: dict[str, str] | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     @property
     def uris(self) -> list[str]:
@@ -73,6 +76,8 @@ class UnsubscribeHeaders:
         return ONE_CLICK if self.one_click and self.url else None
 
     def as_dict(self) -> dict[str, str]:
+        if self._fields is not None:
+            return dict(self._fields)  # a copy: callers may change theirs
         out = {LIST_UNSUBSCRIBE: self.list_unsubscribe}
         post = self.list_unsubscribe_post
         if post:
@@ -85,6 +90,91 @@ class UnsubscribeHeaders:
             f"{name}: {fold(name, value, linesep=linesep)}{linesep}"
             for name, value in self.as_dict().items()
         )
+
+
+#: RFC 3986 "unreserved" characters: what a token may contain for :class:`HeaderTemplate`. They
+#: need no escaping in a URL path or a mailto local part and contain neither "=" nor "?", so no
+#: encoded word can form across a token (see ``HeaderTemplate.__init__``).
+_TOKEN_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+class HeaderTemplate:
+    """The unsubscribe fields of one brand, validated once; per token only concatenation.
+
+    Gives the same values as :func:`one_click_url`, :func:`mailto_address`, :func:`mailto_uri`,
+    :func:`body_url` and :class:`UnsubscribeHeaders` (tests hold it to that) for tokens made of
+    unreserved characters (base64url tokens always are). Building headers runs once per
+    recipient of every message, so the per-brand work (validation, quoting) is done here once.
+    """
+
+    __slots__ = ("_body", "_mailto", "_one_click", "_url", "base_url", "mailto_address")
+
+    def __init__(self, base_url: str | None, mailto: str | None, *, one_click: bool = True,
+                 subject: str = "unsubscribe") -> None:
+        self.base_url = base_url
+        self.mailto_address = mailto
+        base = None if base_url is None else base_url.rstrip("/")
+        self._one_click = one_click
+        self._url = f"{base}/u/" if base is not None and one_click else None
+        self._body = None if base is None else f"{base}/p/"
+        self._mailto: tuple[str, str] | None = None
+        if mailto:
+            # Split a real result at a marker token: exactly what the slow path quotes.
+            marker = "T0KEN"
+            uri = mailto_uri(mailto_address(mailto, marker), subject)
+            head, _, tail = uri.rpartition(f"+{marker}@")
+            self._mailto = (f"{head}+", f"@{tail}")
+        # Validate once with a sample token: a token of unreserved characters cannot change the
+        # verdict (no "=" or "?" in it, and nothing after the token in a URL contains a "?").
+        sample = "A"
+        if self._url or self._mailto:
+            build_list_unsubscribe(u for u in (self.url(sample), self.mailto(sample)) if u)
+
+    @staticmethod
+    def _check(token: str) -> None:
+        try:
+            bad = not token or token.encode("ascii").translate(None, _TOKEN_SAFE)
+        except UnicodeEncodeError:
+            bad = True
+        if bad:
+            raise HeaderError("a token must be made of unreserved URI characters")
+
+    def url(self, token: str) -> str | None:
+        return None if self._url is None else self._url + token
+
+    def mailto(self, token: str) -> str | None:
+        return None if self._mailto is None else f"{self._mailto[0]}{token}{self._mailto[1]}"
+
+    def body_url(self, token: str) -> str | None:
+        return None if self._body is None else self._body + token
+
+    def headers(self, token: str) -> UnsubscribeHeaders | None:
+        """The fields for ``token``, or ``None`` when the brand has neither URL nor mailto."""
+        self._check(token)
+        url = None if self._url is None else self._url + token
+        m = self._mailto
+        mailto = None if m is None else f"{m[0]}{token}{m[1]}"
+        if url is None:
+            if mailto is None:
+                return None
+            fields = {LIST_UNSUBSCRIBE: f"<{mailto}>"}
+        else:
+            fields = {LIST_UNSUBSCRIBE: f"<{url}>" if mailto is None else f"<{url}>, <{mailto}>",
+                      LIST_UNSUBSCRIBE_POST: ONE_CLICK}
+        # Filled through the slot descriptors: the frozen dataclass's ``__init__`` costs twice that.
+        h = _new(UnsubscribeHeaders)
+        _set_url(h, url)
+        _set_mailto(h, mailto)
+        _set_one_click(h, self._one_click)
+        _set_fields(h, fields)
+        return h
+
+
+_new = object.__new__
+_set_url = UnsubscribeHeaders.url.__set__  # type: ignore[attr-defined]
+_set_mailto = UnsubscribeHeaders.mailto.__set__  # type: ignore[attr-defined]
+_set_one_click = UnsubscribeHeaders.one_click.__set__  # type: ignore[attr-defined]
+_set_fields = UnsubscribeHeaders._fields.__set__  # type: ignore[attr-defined]
 
 
 def one_click_url(base_url: str, token: str) -> str:

@@ -34,7 +34,7 @@ from .consent.model import (
     Topic,
 )
 from .errors import ConsentError, UnknownPurpose
-from .headers import UnsubscribeHeaders, body_url, mailto_address, mailto_uri, one_click_url
+from .headers import HeaderTemplate, UnsubscribeHeaders
 from .keystore import load_ring
 from .lists.filter import BlockedIndex, SendCheck
 from .settings import DEFAULT_BRAND, Brand, Settings
@@ -261,6 +261,8 @@ class Unsubkit:
         # Settings are frozen: resolve each brand once (``Settings.brand`` copies a model per call,
         # and tokens are opened and brands looked up on every one-click request).
         self._brands: dict[str, Brand | None] = {}
+        #: (base URL, mailto, one-click) -> the brand's validated header template.
+        self._templates: dict[tuple[str, str | None, bool], HeaderTemplate] = {}
         lifetimes = {name: settings.brand(name).token_lifetime for name in settings.brand_names}
         self.codec = TokenCodec(ring, clock=clock, lifetime=lifetimes.get)
         if isinstance(store, SQLStore) and store.annotate is None:
@@ -301,7 +303,7 @@ class Unsubkit:
         """Headers, URLs and token for one recipient (``to`` is a single address)."""
         address = normalize(to)
         brand_name = brand or DEFAULT_BRAND
-        b = self.settings.brand(brand_name)
+        b = self.brand_or_none(brand_name) or self.settings.brand(brand_name)  # unknown: raises
         p, t = self.resolve(purpose, topic)
         if not p.commercial or not b.enabled:
             # Transactional mail and disabled brands carry no unsubscribe fields.
@@ -328,11 +330,13 @@ class Unsubkit:
                 message_id=message_id,
             )
         )
-        base = b.base_url or self.settings.base_url
-        url = one_click_url(base, token) if b.one_click else None
-        mailto = mailto_uri(mailto_address(b.mailto, token)) if b.mailto else None
-        headers = UnsubscribeHeaders(url=url, mailto=mailto, one_click=b.one_click) if (url or mailto) else None
-        return HeaderResult(headers, token, url, mailto, body_url(base, token), p, t, brand_name)
+        key = (b.base_url or self.settings.base_url, b.mailto or None, b.one_click)
+        tpl = self._templates.get(key)
+        if tpl is None:
+            tpl = self._templates[key] = HeaderTemplate(key[0], key[1], one_click=key[2])
+        headers = tpl.headers(token)
+        url, mailto = (headers.url, headers.mailto) if headers else (None, None)
+        return HeaderResult(headers, token, url, mailto, tpl.body_url(token), p, t, brand_name)
 
     # receiving ----------------------------------------------------------------------------
 

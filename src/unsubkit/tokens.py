@@ -14,7 +14,8 @@ from __future__ import annotations
 import binascii
 import os
 import struct
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -58,6 +59,15 @@ _HEAD = struct.Struct(">IB")  # issued-at (good until 2106), flags
 _B64_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _URLSAFE_TO_B64 = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"", b"==", b"=")  # indexed by len % 4 (1 is never valid)
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: Last characters a canonical encoding can end with, by length % 4: after 2 characters (one
+#: byte) the low 4 bits are unused and must be 0, after 3 (two bytes) the low 2 bits.
+_CANONICAL_LAST = (
+    frozenset(_B64URL_ALPHABET),
+    frozenset(),
+    frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if not i & 0x0F),
+    frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if not i & 0x03),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,23 @@ class KeyRing:
         return f"KeyRing({[k.id for k in self._keys]})"
 
 
+#: Nonces are drawn from the OS CSPRNG this many at a time (one getrandom call instead of one
+#: per token); each is used once. Still 96 random bits per token, as with ``os.urandom(12)``.
+_NONCE_BATCH = 256
+_CODECS: weakref.WeakSet[TokenCodec] = weakref.WeakSet()
+
+
+def _drop_nonce_pools() -> None:
+    # A forked child must never use the nonces its parent still holds (the same key and nonce
+    # twice breaks AES-GCM): every pool is dropped in the child.
+    for codec in list(_CODECS):
+        codec._nonces = iter(())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_nonce_pools)
+
+
 def _varint(n: int, out: bytearray) -> None:
     if n < 0x80:
         if n < 0:
@@ -177,6 +204,30 @@ def encode_claims(c: Claims, issued_at: int | None = None) -> bytes:
     bits), purpose id, [topic id], [contact id] as varints, then brand, address, [message id]
     as length-prefixed UTF-8. The default brand is stored as an empty string.
     """
+    # The common case (default brand, no contact id, small ids, short strings: every length and
+    # id one varint byte) as a few concatenations; the same bytes as the general path below.
+    pid, topic, mid = c.purpose_id, c.topic_id, c.message_id
+    if c.contact_id is None and c.brand == _DEFAULT_BRAND and 0 <= pid < 0x80:
+        a = c.address.encode()
+        m = b"" if mid is None else mid.encode()
+        if len(a) < 0x80 and len(m) < 0x80 and (topic is None or 0 <= topic < 0x80):
+            flags = c.level << _LEVEL_SHIFT
+            if mid is not None:
+                flags |= _FLAG_MESSAGE_ID
+            if topic is None:
+                ids = bytes((pid, 0, len(a)))  # purpose, empty (default) brand, address length
+            else:
+                flags |= _FLAG_TOPIC
+                ids = bytes((pid, topic, 0, len(a)))
+            try:
+                head = _HEAD.pack(c.issued_at if issued_at is None else issued_at, flags)
+            except struct.error as exc:
+                raise ValueError("issued_at or consent level out of range") from exc
+            return head + ids + a if mid is None else b"".join((head, ids, a, bytes((len(m),)), m))
+    return _encode_claims_general(c, issued_at)
+
+
+def _encode_claims_general(c: Claims, issued_at: int | None = None) -> bytes:
     flags = c.level << _LEVEL_SHIFT
     if c.topic_id is not None:
         flags |= _FLAG_TOPIC
@@ -212,7 +263,11 @@ def decode_claims(buf: bytes) -> Claims:
             purpose_id, pos = _read_varint(buf, pos)
         topic_id = contact_id = message_id = None
         if flags & _FLAG_TOPIC:
-            topic_id, pos = _read_varint(buf, pos)
+            n = buf[pos]
+            if n < 0x80:
+                topic_id, pos = n, pos + 1
+            else:
+                topic_id, pos = _read_varint(buf, pos)
         if flags & _FLAG_CONTACT:
             contact_id, pos = _read_varint(buf, pos)
         n = buf[pos]
@@ -230,16 +285,45 @@ def decode_claims(buf: bytes) -> Claims:
         address = buf[pos:end].decode()
         pos = end
         if flags & _FLAG_MESSAGE_ID:
-            mid_b, pos = _read_bytes(buf, pos)
-            message_id = mid_b.decode()
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _read_varint(buf, pos)
+            end = pos + n
+            if end > len(buf):
+                raise ValueError("field overruns token")
+            message_id = buf[pos:end].decode()
+            pos = end
         if pos != len(buf):
             raise ValueError("trailing bytes or truncated field")
         level = _LEVELS[flags >> _LEVEL_SHIFT]
     except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:
         # Only reachable with a valid tag, i.e. a bug or a key compromise: still never a 500.
         raise InvalidToken("token claims are malformed") from exc
-    # Positional: keyword construction of a frozen dataclass costs noticeably more.
-    return Claims(address, purpose_id, brand, topic_id, level, contact_id, message_id, issued_at)
+    # Filled through the slot descriptors: half the cost of the frozen dataclass's ``__init__``
+    # (which goes through ``object.__setattr__`` per field). Same fields, same object.
+    c = _new(Claims)
+    _set_address(c, address)
+    _set_purpose_id(c, purpose_id)
+    _set_brand(c, brand)
+    _set_topic_id(c, topic_id)
+    _set_level(c, level)
+    _set_contact_id(c, contact_id)
+    _set_message_id(c, message_id)
+    _set_issued_at(c, issued_at)
+    return c
+
+
+_new = object.__new__
+_set_address = Claims.address.__set__  # type: ignore[attr-defined]
+_set_purpose_id = Claims.purpose_id.__set__  # type: ignore[attr-defined]
+_set_brand = Claims.brand.__set__  # type: ignore[attr-defined]
+_set_topic_id = Claims.topic_id.__set__  # type: ignore[attr-defined]
+_set_level = Claims.level.__set__  # type: ignore[attr-defined]
+_set_contact_id = Claims.contact_id.__set__  # type: ignore[attr-defined]
+_set_message_id = Claims.message_id.__set__  # type: ignore[attr-defined]
+_set_issued_at = Claims.issued_at.__set__  # type: ignore[attr-defined]
 
 
 def _b64encode_bytes(raw: bytes) -> bytes:
@@ -255,13 +339,15 @@ def _b64decode(token: str) -> bytes:
         raise InvalidToken("token has the wrong length")
     try:
         data = token.encode("ascii")
+        if data.translate(None, _B64URL_ALPHABET):  # '+', '/', '=', space, ...: not ours
+            raise ValueError("not base64url")
         raw = binascii.a2b_base64(data.translate(_URLSAFE_TO_B64) + _PADDING[len(data) % 4], strict_mode=True)
     except (UnicodeEncodeError, binascii.Error, ValueError) as exc:
         raise InvalidToken("token is not unpadded base64url") from exc
-    # The decoder ignores the unused low bits of the last character and accepts '+' and '/',
-    # so several strings decode to the same bytes. Only the one string we issue is accepted: a
-    # changed token never opens, and one token has one spelling (idempotency keys).
-    if _b64encode_bytes(raw) != data:
+    # The decoder ignores the unused low bits of the last character, so several strings decode
+    # to the same bytes. Only the one string we issue is accepted: a changed token never opens,
+    # and one token has one spelling (idempotency keys). Checked on the last character alone.
+    if data[-1] not in _CANONICAL_LAST[len(data) % 4]:
         raise InvalidToken("token is not canonical base64url")
     return raw
 
@@ -282,11 +368,20 @@ class TokenCodec:
         self.ring = ring
         self.clock = clock
         self._lifetime = lifetime or (lambda _brand: None)
+        # ``next`` on a list iterator is atomic under the GIL: threads never share a nonce.
+        self._nonces: Iterator[bytes] = iter(())
+        _CODECS.add(self)
+
+    def _refill(self) -> bytes:
+        pool = os.urandom(NONCE_LEN * _NONCE_BATCH)
+        # Racing refills each draw fresh bytes; a pool replaced unused is discarded, never reused.
+        self._nonces = iter([pool[i : i + NONCE_LEN] for i in range(NONCE_LEN, len(pool), NONCE_LEN)])
+        return pool[:NONCE_LEN]
 
     def seal(self, claims: Claims) -> str:
         """The token for ``claims``; an ``issued_at`` of 0 is stamped with the clock."""
         header, aead = self.ring.sealer
-        nonce = os.urandom(NONCE_LEN)
+        nonce = next(self._nonces, None) or self._refill()
         plain = encode_claims(claims, claims.issued_at or int(self.clock()))
         return _b64encode(header + nonce + aead.encrypt(nonce, plain, header))
 

@@ -11,7 +11,7 @@ import csv
 import itertools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -47,47 +47,72 @@ class SendCheck:
 
 
 class BlockedIndex:
-    """The blocked addresses of one (purpose, topic), with their reasons, loaded once."""
+    """The blocked addresses of one (purpose, topic), with their reasons, loaded once.
 
-    def __init__(
-        self, purpose: Purpose, topic: Topic | None, blocked: dict[str, str], *,
-        single_reason: bool | None = None,
-    ) -> None:
+    Membership lives in a ``set`` (half the memory and faster probes than a dict); reasons are
+    one default (the most common) plus a small dict of exceptions.
+    """
+
+    def __init__(self, purpose: Purpose, topic: Topic | None, blocked: Mapping[str, str]) -> None:
+        """``blocked``: normalized address -> reason (``decide``'s wording)."""
+        counts = Counter(blocked.values())
+        default = counts.most_common(1)[0][0] if counts else ""
+        self._setup(purpose, topic, set(blocked), default,
+                    {a: r for a, r in blocked.items() if r != default})
+
+    def _setup(self, purpose: Purpose, topic: Topic | None, members: set[str], default: str,
+               exceptions: dict[str, str]) -> None:
         self.purpose = purpose
         self.topic = topic
-        #: normalized address -> reason (``decide``'s wording).
-        self.blocked = blocked
-        #: Every blocked address has the same reason (lets the filter count without lookups).
-        self.single_reason: str | None = None
-        if blocked and (single_reason or (single_reason is None and len(set(blocked.values())) == 1)):
-            self.single_reason = next(iter(blocked.values()))
+        self.members = members if purpose.commercial else set()
+        self.default_reason = default
+        self.exceptions = exceptions
 
     @classmethod
     def load(cls, store: ConsentStore, purpose: Purpose, topic: Topic | None) -> BlockedIndex:
+        index = cls.__new__(cls)
         # Transactional mail is never blocked by an opt-out: nothing to load.
         if not purpose.commercial:
-            return cls(purpose, topic, {})
+            index._setup(purpose, topic, set(), "", {})
+            return index
+        # Reasons arrive in increasing precedence (topic, purpose, bulk email).
         by_reason: dict[str, list[str]] = {}
         for reason, page in store.blocked_addresses(purpose.id, topic.id if topic else None):
             by_reason.setdefault(reason, []).extend(page)
-        blocked: dict[str, str] = {}
-        # Reasons come in increasing precedence: a later one overwrites an earlier one. One
-        # presized dict.fromkeys per reason; usually there is only one.
-        for reason, addresses in by_reason.items():
-            if blocked:
-                blocked.update(dict.fromkeys(addresses, reason))
+        if not by_reason:
+            index._setup(purpose, topic, set(), "", {})
+            return index
+        order = list(by_reason)
+        default = max(order, key=lambda r: len(by_reason[r]))
+        members = set(by_reason[default])
+        exceptions: dict[str, str] = {}
+        for reason in order:
+            if reason == default:
+                continue
+            addresses = by_reason[reason]
+            if order.index(reason) > order.index(default):
+                exceptions.update(dict.fromkeys(addresses, reason))  # outranks the default
             else:
-                blocked = dict.fromkeys(addresses, reason)
-            addresses.clear()
-        return cls(purpose, topic, blocked, single_reason=len(by_reason) == 1)
+                exceptions.update((a, reason) for a in addresses if a not in members)
+        for reason in order:
+            if reason != default:
+                members.update(by_reason[reason])
+        index._setup(purpose, topic, members, default, exceptions)
+        return index
 
     def __len__(self) -> int:
-        return len(self.blocked)
+        return len(self.members)
+
+    def reason(self, normalized: str) -> str | None:
+        """Why ``normalized`` is blocked, or ``None`` when it may be sent to."""
+        if normalized not in self.members:
+            return None
+        return self.exceptions.get(normalized, self.default_reason)
 
     def decide(self, normalized: str) -> Decision:
         if not self.purpose.commercial:
             return _TRANSACTIONAL
-        reason = self.blocked.get(normalized)
+        reason = self.reason(normalized)
         return _ALLOWED if reason is None else Decision(False, reason)
 
     def check(self, address: str) -> SendCheck:
@@ -137,13 +162,14 @@ class _Prepared:
 
 
 def _prepare(chunk: Chunk) -> _Prepared:
-    if all_fast(chunk.values):
-        # For the lines shape the keys come from one lower() of the chunk text; when that changes
+    if chunk.joined is not None:
+        # The lines shape: keys come from one lower() of the chunk text; when that changes
         # nothing (an already lowercase list) the values themselves are the keys.
-        if chunk.joined is None:
-            return _Prepared(chunk, list(map(str.lower, chunk.values)))
         lowered = chunk.joined.lower()
-        return _Prepared(chunk, chunk.values if lowered == chunk.joined else lowered.split("\n"))
+        if all_fast(chunk.values, lowered):
+            return _Prepared(chunk, chunk.values if lowered == chunk.joined else lowered.split("\n"))
+    elif all_fast(chunk.values):
+        return _Prepared(chunk, list(map(str.lower, chunk.values)))
     rows: list[tuple[int, str | None, str | None]] = []
     for i, value in enumerate(chunk.values):
         stripped = value.strip()
@@ -197,37 +223,34 @@ def _fast_chunk(
     chunk: Chunk, keys: list[str], index: BlockedIndex, stats: FilterStats,
     writer: RowWriter | None,
 ) -> list[str]:
-    blocked = index.blocked if index.purpose.commercial else {}
-    if not blocked:
+    members = index.members
+    if not members:
         stats.kept += len(keys)
         return chunk.raws
-    if writer is None and index.single_reason is not None:
-        # One reason for everything: membership is all we need (no per-row reason lookups).
-        if keys is chunk.raws:
-            kept = list(itertools.filterfalse(blocked.__contains__, keys))
-        else:
-            flags = map(blocked.__contains__, keys)
-            kept = list(itertools.compress(chunk.raws, map(operator.not_, flags)))
-        n_blocked = len(keys) - len(kept)
-        stats.kept += len(kept)
-        if n_blocked:
-            stats.blocked += n_blocked
-            stats.reasons[index.single_reason] += n_blocked
-        return kept
-    # One dict probe per row, all from C: reasons (None = sendable), then the kept rows.
-    reasons = list(map(blocked.get, keys))
-    kept = list(itertools.compress(chunk.raws, map(operator.is_, reasons, itertools.repeat(None))))
-    stats.kept += len(kept)
+    # Membership only, from C; reasons are looked up for the blocked rows alone.
+    if keys is chunk.raws and writer is None and not index.exceptions:
+        kept = list(itertools.filterfalse(members.__contains__, keys))
+        blocked_keys: Iterable[str] = ()
+    else:
+        flags = list(map(members.__contains__, keys))
+        kept = list(itertools.compress(chunk.raws, map(operator.not_, flags)))
+        blocked_keys = itertools.compress(keys, flags)
     n_blocked = len(keys) - len(kept)
+    stats.kept += len(kept)
     if n_blocked:
         stats.blocked += n_blocked
-        counts = Counter(reasons)
-        del counts[None]
-        stats.reasons.update(counts)  # type: ignore[arg-type]
         if writer is not None:
-            for i, reason in enumerate(reasons):
-                if reason is not None:
+            for i, flag in enumerate(flags):
+                if flag:
+                    reason = index.reason(keys[i])
+                    stats.reasons[reason or ""] += 1
                     writer.writerow([chunk.line_no(i), chunk.values[i], reason])
+        elif index.exceptions:
+            get = index.exceptions.get
+            default = index.default_reason
+            stats.reasons.update(get(k, default) for k in blocked_keys)
+        else:
+            stats.reasons[index.default_reason] += n_blocked
     return kept
 
 
@@ -235,7 +258,6 @@ def _slow_chunk(
     prep: _Prepared, index: BlockedIndex, stats: FilterStats, writer: RowWriter | None,
 ) -> list[str]:
     chunk = prep.chunk
-    blocked = index.blocked if index.purpose.commercial else {}
     kept: list[str] = []
     for i, key, error in prep.rows or ():
         if key is None:
@@ -243,7 +265,7 @@ def _slow_chunk(
             if writer is not None:
                 writer.writerow([chunk.line_no(i), chunk.values[i], error])
             continue
-        reason = blocked.get(key)
+        reason = index.reason(key)
         if reason is None:
             stats.kept += 1
             kept.append(chunk.raws[i])

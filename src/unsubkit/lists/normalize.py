@@ -42,6 +42,15 @@ _SPECIAL = tuple(sorted(name.lower() for name in SPECIAL_USE_DOMAIN_NAMES))
 _NOT_SPECIAL = "".join(rf"(?<![.@](?i:{re.escape(name)}))" for name in _SPECIAL)
 FAST_PATTERN = re.compile(_SHAPE + _NOT_SPECIAL)
 _fullmatch = FAST_PATTERN.fullmatch
+# For a batch whose lowercased text is at hand: the shape per value, and the special-use names
+# found by one search over the text (a value's domain ends with ".test" exactly when the
+# lowercased text has ".test" before a newline or at its very end; a domain that *is* a
+# special name has no dot and fails the shape anyway). The literal "." prefix lets the regex
+# engine skip ahead at C speed.
+_shape_match = re.compile(_SHAPE).fullmatch
+_special_end = re.compile(
+    rf"\.(?:{'|'.join(re.escape(name) for name in _SPECIAL)})(?:\n|\Z)"
+).search
 
 
 def fast_key(stripped: str) -> str | None:
@@ -51,14 +60,19 @@ def fast_key(stripped: str) -> str | None:
     return None
 
 
-def all_fast(values: Sequence[str]) -> bool:
+def all_fast(values: Sequence[str], lowered: str | None = None) -> bool:
     """True when every value is on the fast path as it stands (no surrounding whitespace).
 
     Runs the regex from C over the whole batch (``map``), without a Python-level loop.
+    ``lowered``, when given, must be ``"\\n".join(values).lower()``.
     """
     if not values:
         return True
-    return max(map(len, values)) <= FAST_MAX_LEN and all(map(_fullmatch, values))
+    if max(map(len, values)) > FAST_MAX_LEN:
+        return False
+    if lowered is None:
+        return all(map(_fullmatch, values))
+    return _special_end(lowered) is None and all(map(_shape_match, values))
 
 
 def normalize_fast(address: str) -> str:

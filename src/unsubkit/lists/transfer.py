@@ -103,9 +103,10 @@ def import_optouts(
         report.skipped += len(addresses) - added
 
     for chunk in reader.chunks():
-        if all_fast(chunk.values):
+        lowered = chunk.joined.lower() if chunk.joined is not None else None
+        if all_fast(chunk.values, lowered):
             report.rows += len(chunk.values)
-            pending.extend(chunk.joined.lower().split("\n") if chunk.joined is not None
+            pending.extend(lowered.split("\n") if lowered is not None
                            else map(str.lower, chunk.values))
         else:
             for i, value in enumerate(chunk.values):
