@@ -110,8 +110,6 @@ def serve(port: int) -> None:
     from unsubkit.settings import load_settings
     from unsubkit.web import create_app
 
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     settings = load_settings()
     kit = Unsubkit.open(settings, migrate=True)
     logging.basicConfig(level="WARNING")

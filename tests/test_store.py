@@ -296,3 +296,30 @@ def test_migrate_is_idempotent(kit: Unsubkit) -> None:
     kit.store.migrate()
     kit.store.migrate()
     assert not kit.can_send(ADDR, "marketing")
+
+
+def test_a_batch_larger_than_one_multi_row_insert(kit: Unsubkit) -> None:
+    """SQLite rows go in multi-row INSERTs of at most 999 variables: a 300-change batch spans
+    several statements per table, and every row lands with the right event id."""
+    store = sql_store(kit)
+    p = store.purpose("marketing")
+    changes = [opt_out(f"bulk{i:03d}@example.com", p.id) for i in range(300)]
+    evs = store.record(changes, 7.0)
+    assert [e.address for e in evs] == [c.address for c in changes]
+    assert all(e.changed for e in evs)
+    assert [e.id for e in evs] == list(range(evs[0].id, evs[0].id + 300))
+    assert count(store, events) == 300
+    assert count(store, contact_points) == 300
+    assert count(store, consent_state) == 300
+    assert count(store, outbox) == 300
+    assert [e.id for e in store.events("bulk123@example.com")] == [evs[123].id]
+    assert store.record(changes[:3], 8.0)[0].changed is False
+
+
+def test_values_group_only_splits_plain_one_row_inserts() -> None:
+    from unsubkit.store.record import _values_group
+
+    sql = "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO NOTHING"
+    assert _values_group(sql, 2) == ("INSERT INTO t (a, b) VALUES ", "(?, ?)", " ON CONFLICT (a) DO NOTHING")
+    assert _values_group("INSERT INTO t (a, b) VALUES (?, CURRENT_TIMESTAMP)", 1)[1] == ""
+    assert _values_group("UPDATE t SET a = ?", 1)[1] == ""

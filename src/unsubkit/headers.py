@@ -10,7 +10,7 @@ stdlib generator emits verbatim.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
 from email.message import EmailMessage, Message
@@ -170,11 +170,18 @@ class HeaderTemplate:
         return h
 
 
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The ``__set__`` of a slot: fills a fresh (frozen) instance without ``object.__setattr__``."""
+    setter: Callable[[Any, Any], None] = vars(cls)[name].__set__
+    return setter
+
+
 _new = object.__new__
-_set_url = UnsubscribeHeaders.url.__set__  # type: ignore[attr-defined]
-_set_mailto = UnsubscribeHeaders.mailto.__set__  # type: ignore[attr-defined]
-_set_one_click = UnsubscribeHeaders.one_click.__set__  # type: ignore[attr-defined]
-_set_fields = UnsubscribeHeaders._fields.__set__  # type: ignore[attr-defined]
+_set_url = _slot_setter(UnsubscribeHeaders, "url")
+_set_mailto = _slot_setter(UnsubscribeHeaders, "mailto")
+_set_one_click = _slot_setter(UnsubscribeHeaders, "one_click")
+_set_fields = _slot_setter(UnsubscribeHeaders, "_fields")
 
 
 def one_click_url(base_url: str, token: str) -> str:

@@ -17,6 +17,7 @@ import struct
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -62,7 +63,7 @@ _PADDING = (b"", b"", b"==", b"=")  # indexed by len % 4 (1 is never valid)
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #: Last characters a canonical encoding can end with, by length % 4: after 2 characters (one
 #: byte) the low 4 bits are unused and must be 0, after 3 (two bytes) the low 2 bits.
-_CANONICAL_LAST = (
+_CANONICAL_LAST: tuple[frozenset[int], ...] = (
     frozenset(_B64URL_ALPHABET),
     frozenset(),
     frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if not i & 0x0F),
@@ -315,15 +316,22 @@ def decode_claims(buf: bytes) -> Claims:
     return c
 
 
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The ``__set__`` of a slot: fills a fresh (frozen) instance without ``object.__setattr__``."""
+    setter: Callable[[Any, Any], None] = vars(cls)[name].__set__
+    return setter
+
+
 _new = object.__new__
-_set_address = Claims.address.__set__  # type: ignore[attr-defined]
-_set_purpose_id = Claims.purpose_id.__set__  # type: ignore[attr-defined]
-_set_brand = Claims.brand.__set__  # type: ignore[attr-defined]
-_set_topic_id = Claims.topic_id.__set__  # type: ignore[attr-defined]
-_set_level = Claims.level.__set__  # type: ignore[attr-defined]
-_set_contact_id = Claims.contact_id.__set__  # type: ignore[attr-defined]
-_set_message_id = Claims.message_id.__set__  # type: ignore[attr-defined]
-_set_issued_at = Claims.issued_at.__set__  # type: ignore[attr-defined]
+_set_address = _slot_setter(Claims, "address")
+_set_purpose_id = _slot_setter(Claims, "purpose_id")
+_set_brand = _slot_setter(Claims, "brand")
+_set_topic_id = _slot_setter(Claims, "topic_id")
+_set_level = _slot_setter(Claims, "level")
+_set_contact_id = _slot_setter(Claims, "contact_id")
+_set_message_id = _slot_setter(Claims, "message_id")
+_set_issued_at = _slot_setter(Claims, "issued_at")
 
 
 def _b64encode_bytes(raw: bytes) -> bytes:

@@ -131,6 +131,8 @@ def import_optouts(
             on_progress(chunk.size)
     if pending:
         flush(pending)
+    if report.imported >= 10_000:
+        kit.store.refresh_statistics()
     return report
 
 

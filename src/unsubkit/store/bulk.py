@@ -35,6 +35,7 @@ __all__ = [
     "bulk_opt_out",
     "iter_events",
     "iter_state",
+    "refresh_statistics",
 ]
 
 #: Same wording as :func:`unsubkit.consent.decisions.decide`.
@@ -197,10 +198,13 @@ def _points(store: SQLStore, conn: Connection, addresses: list[str]) -> dict[str
     out: dict[str, tuple[int, int | None]] = {}
     for part in _chunks(addresses, IN_LIST):
         if store.dialect == "postgresql":
-            # One array parameter, not thousands of placeholders for the driver to parse.
+            # One array parameter, not thousands of placeholders for the driver to parse, and
+            # one unique-index probe per address: LATERAL ... LIMIT 1 keeps the planner from
+            # hashing the whole table per batch (what "= ANY" or a plain join turn into).
             rows = conn.exec_driver_sql(
-                "SELECT id, contact_id, address FROM contact_points WHERE address = ANY(%s)",
-                (list(part),))
+                "SELECT p.id, p.contact_id, p.address FROM unnest(%s::text[]) AS t(a) "
+                "CROSS JOIN LATERAL (SELECT id, contact_id, address FROM contact_points "
+                "WHERE address = t.a LIMIT 1) AS p", (list(part),))
         else:
             rows = conn.execute(
                 select(contact_points.c.id, contact_points.c.contact_id, contact_points.c.address)
@@ -217,13 +221,14 @@ def _opted_out(store: SQLStore, conn: Connection, scope: Scope, subject_type: st
     key = (str(scope.kind), scope.purpose_id or 0, scope.topic_id or 0, subject_type)
     for part in _chunks(ids, IN_LIST):
         if store.dialect == "postgresql":
-            # A join on unnest() makes the planner probe the key per id; "= ANY(array)" can
-            # turn into a scan of the whole scope while the table grows during an import.
+            # One key probe per id (LATERAL ... LIMIT 1 forces it); a plain join or "= ANY"
+            # lets the planner hash the whole table per batch, quadratic over an import.
             rows = conn.exec_driver_sql(
-                "SELECT cs.subject_id FROM unnest(%s::bigint[]) AS t(id) JOIN consent_state cs "
-                "ON cs.subject_id = t.id WHERE cs.scope_kind = %s AND cs.purpose_id = %s "
-                "AND cs.topic_id = %s AND cs.subject_type = %s AND cs.opted_out",
-                (list(part), *key))
+                "SELECT x.subject_id FROM unnest(%s::bigint[]) AS t(id) CROSS JOIN LATERAL ("
+                "SELECT cs.subject_id FROM consent_state cs WHERE cs.subject_type = %s "
+                "AND cs.subject_id = t.id AND cs.scope_kind = %s AND cs.purpose_id = %s "
+                "AND cs.topic_id = %s AND cs.opted_out LIMIT 1) AS x",
+                (list(part), key[3], *key[:3]))
         else:
             rows = conn.execute(
                 select(consent_state.c.subject_id).where(
@@ -268,6 +273,20 @@ def bulk_opt_out(
         _write_opt_outs(store, conn, _new_event_ids(store, conn, len(todo)), todo, scope, at,
                         source, reason, mechanism, brand, template)
     return len(todo), len(unique) - len(todo)
+
+
+def refresh_statistics(store: SQLStore) -> None:
+    """After a bulk load: let PostgreSQL's planner see the new table sizes now rather than
+    whenever autovacuum gets to it (stale statistics pick scans for the send-time filter).
+    SQLite plans from its indexes and needs nothing."""
+    if store.dialect != "postgresql":
+        return
+    try:
+        with store.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE contact_points, consent_state, events")
+    except SQLAlchemyError as exc:
+        raise translate(exc) from exc
 
 
 def _import_change(address: str, scope: Scope, source: str, reason: str, mechanism: Mechanism,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
@@ -72,8 +74,34 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
     sql, order = compiled
     if order is None:
         conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
-    else:
-        conn.exec_driver_sql(sql, [tuple(r[k] for k in order) for r in rows])
+        return
+    # itemgetter builds each row's tuple in C (a generator per row cost more than the insert).
+    tuples = [(r[order[0]],) for r in rows] if len(order) == 1 else list(map(itemgetter(*order), rows))
+    head, group, tail = _values_group(sql, len(order))
+    if group and len(rows) > 1:
+        # One multi-row INSERT per chunk instead of one step per row: sqlite3 releases and
+        # retakes the GIL around every step, and under load each retake waits for the event loop.
+        per = max(1, _MAX_VARIABLES // len(order))
+        for start in range(0, len(tuples), per):
+            chunk = tuples[start : start + per]
+            conn.exec_driver_sql(f"{head}{', '.join([group] * len(chunk))}{tail}", tuple(chain.from_iterable(chunk)))
+        return
+    conn.exec_driver_sql(sql, tuples)
+
+
+#: Bind variables per statement: SQLite's historical default limit (newer builds allow more).
+_MAX_VARIABLES = 999
+
+
+@cache
+def _values_group(sql: str, n: int) -> tuple[str, str, str]:
+    """``INSERT ... VALUES (?, ?) ON CONFLICT ...`` -> (head, ``(?, ?)``, tail), or ``group`` empty
+    when the statement is not a plain one-row VALUES insert (then rows go one step each)."""
+    head, sep, rest = sql.partition(" VALUES ")
+    group = "(" + ", ".join(["?"] * n) + ")"
+    if not sep or not rest.startswith(group) or " VALUES " in rest:
+        return sql, "", ""
+    return head + sep, group, rest[len(group) :]
 
 
 @cache

@@ -356,6 +356,9 @@ class SQLStore:
         return _bulk.bulk_opt_out(self, addresses, scope, at=at, source=source, reason=reason,
                                   mechanism=mechanism, brand=brand)
 
+    def refresh_statistics(self) -> None:
+        _bulk.refresh_statistics(self)
+
     def iter_state(self, *, include_opted_in: bool = False) -> Iterator[_bulk.StateRow]:
         return _bulk.iter_state(self, include_opted_in=include_opted_in)
 
