@@ -16,7 +16,7 @@ from ..consent.model import Mechanism, RequestMeta
 from ..errors import ExpiredToken, StoreBusy, StoreError, TokenError
 from .context import WebContext
 from .form import BadForm, parse_one_click
-from .pages import render_page, token_page
+from .pages import open_or_error_page, render_page, token_page
 
 __all__ = ["one_click_get", "one_click_post", "read_limited"]
 
@@ -107,13 +107,8 @@ async def one_click_post(request: Request) -> Response:
 async def one_click_get(request: Request) -> Response:
     ctx: WebContext = request.app.state.ctx
     token = request.path_params["token"]
-    try:
-        claims = ctx.kit.open_token(token)
-    except ExpiredToken:
-        return render_page(ctx, "error.html", {"title": "Link expired",
-                           "message": "This unsubscribe link has expired."}, status=410)
-    except TokenError:
-        return render_page(ctx, "error.html", {"title": "Invalid link",
-                           "message": "This unsubscribe link is not valid."}, status=400)
+    claims = open_or_error_page(ctx, token)
+    if isinstance(claims, Response):
+        return claims
     page = await token_page(ctx, claims, token)
     return render_page(ctx, "landing.html", {"page": page})

@@ -22,7 +22,15 @@ from ..errors import ExpiredToken, StoreError, TokenError
 from ..tokens import Claims
 from .context import WebContext
 
-__all__ = ["TokenPage", "make_templates", "preference_get", "preference_post", "render_page", "token_page"]
+__all__ = [
+    "TokenPage",
+    "make_templates",
+    "open_or_error_page",
+    "preference_get",
+    "preference_post",
+    "render_page",
+    "token_page",
+]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -95,17 +103,24 @@ async def token_page(ctx: WebContext, claims: Claims, token: str) -> TokenPage:
     return TokenPage(token, page.brand, page.masked, page.purpose, page.topic, page.opted_out)
 
 
-async def preference_get(request: Request) -> Response:
-    ctx: WebContext = request.app.state.ctx
-    token = request.path_params["token"]
+def open_or_error_page(ctx: WebContext, token: str) -> Claims | HTMLResponse:
+    """The token's claims, or the error page a person should see (410 expired, 400 invalid)."""
     try:
-        claims = ctx.kit.open_token(token)
+        return ctx.kit.open_token(token)
     except ExpiredToken:
         return render_page(ctx, "error.html", {"title": "Link expired",
                            "message": "This link has expired."}, status=410)
     except TokenError:
         return render_page(ctx, "error.html", {"title": "Invalid link",
                            "message": "This link is not valid."}, status=400)
+
+
+async def preference_get(request: Request) -> Response:
+    ctx: WebContext = request.app.state.ctx
+    token = request.path_params["token"]
+    claims = open_or_error_page(ctx, token)
+    if isinstance(claims, Response):
+        return claims
     ctx.metrics.landing.inc()
     page = await token_page(ctx, claims, token)
     return render_page(ctx, "preferences.html", {"page": page, "saved": None})
@@ -114,14 +129,9 @@ async def preference_get(request: Request) -> Response:
 async def preference_post(request: Request) -> Response:
     ctx: WebContext = request.app.state.ctx
     token = request.path_params["token"]
-    try:
-        claims = ctx.kit.open_token(token)
-    except ExpiredToken:
-        return render_page(ctx, "error.html", {"title": "Link expired",
-                           "message": "This link has expired."}, status=410)
-    except TokenError:
-        return render_page(ctx, "error.html", {"title": "Invalid link",
-                           "message": "This link is not valid."}, status=400)
+    claims = open_or_error_page(ctx, token)
+    if isinstance(claims, Response):
+        return claims
     from .oneclick import BodyTooLarge, read_limited, request_meta
 
     try:
