@@ -9,7 +9,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -240,8 +240,7 @@ async def _work(worker: DeliveryWorker, once: bool) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with suppress(NotImplementedError):  # event loops without signal support (Windows)
-                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)
         await worker.run(stop)
         return worker.delivered + worker.failed
 
