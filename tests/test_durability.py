@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +27,10 @@ CONNECTIONS = 128
 KILL_AFTER = 400
 
 
-async def burst(server: Server, tokens: list[str]) -> tuple[set[int], int]:
-    """POST every token concurrently; SIGKILL the server part-way. Returns (indexes that got 200, errors)."""
+async def burst(server: Server, tokens: list[str], kill: Callable[[], None] | None = None,
+                statuses: dict[int, int] | None = None) -> tuple[set[int], int]:
+    """POST every token concurrently; SIGKILL the server (or ``kill()`` something else) part-way.
+    Returns (indexes that got 200, errors); ``statuses`` counts the other answers."""
     ok: set[int] = set()
     errors = 0
     enough = asyncio.Event()
@@ -50,19 +55,32 @@ async def burst(server: Server, tokens: list[str]) -> tuple[set[int], int]:
                 enough.set()
         else:
             errors += 1
+            if statuses is not None:
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                assert r.status_code != 503 or r.headers.get("retry-after"), "a 503 says when to retry"
 
     async def killer() -> None:
         try:
             await asyncio.wait_for(enough.wait(), timeout=30)
         finally:
-            server.proc.kill()  # SIGKILL: no shutdown hooks, no flush
+            (kill or server.proc.kill)()  # SIGKILL: no shutdown hooks, no flush
 
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=20) as client:
         kill_task = asyncio.create_task(killer())
         await asyncio.gather(*(one(client, i) for i in range(REQUESTS)))
         await kill_task
-    server.proc.wait(10)
+    if kill is None:
+        server.proc.wait(10)
     return ok, errors
+
+
+def writer_pid(server: Server) -> int:
+    """The server's writer process (``python -m unsubkit.web.procwriter``)."""
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"unsubkit.web.procwriter" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("no writer process under the server")
 
 
 async def opted_out(server: Server, addresses: list[str]) -> dict[str, bool]:
@@ -104,3 +122,33 @@ def test_kill_9_mid_burst_loses_no_acknowledged_opt_out(server_factory: Callable
     # Requests that never got an answer may or may not have committed; nothing else is opted out.
     assert sum(state.values()) >= len(ok)
     assert time.monotonic() - started < 90
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_writer_process_loses_nothing_and_the_server_recovers(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory()
+    purposes = json.loads(server.cli("purposes", "list", "--json").stdout)
+    pid = next(p["id"] for p in purposes if p["name"] == "marketing")
+    codec = TokenCodec(load_ring(server.config.parent / "data" / "keys.json"))
+    addresses = [f"writer{i}@example.com" for i in range(REQUESTS)]
+    tokens = [codec.seal(Claims(address=a, purpose_id=pid)) for a in addresses]
+    first = writer_pid(server)
+    statuses: dict[int, int] = {}
+
+    ok, _ = asyncio.run(burst(server, tokens, kill=lambda: os.kill(first, signal.SIGKILL), statuses=statuses))
+    assert len(ok) >= KILL_AFTER
+    assert set(statuses) <= {503}, statuses  # in flight when the writer died: retryable, not lost
+    assert server.proc.poll() is None  # the server itself went on
+    state = asyncio.run(opted_out(server, addresses))
+    lost = [addresses[i] for i in sorted(ok) if not state[addresses[i]]]
+    assert not lost, f"{len(lost)} acknowledged opt-outs lost, e.g. {lost[:5]}"
+    # A new writer took over: the requests that got 503 succeed when retried.
+    retry = [i for i in range(REQUESTS) if i not in ok][:50]
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        answers = [client.post(f"/u/{tokens[i]}", content=b"List-Unsubscribe=One-Click",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code
+                   for i in retry]
+    assert answers == [200] * len(retry)
+    assert writer_pid(server) != first

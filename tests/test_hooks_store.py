@@ -30,11 +30,37 @@ def count(kit: Unsubkit, table: object, *where: object) -> int:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())  # type: ignore[arg-type]
 
 
-def test_every_event_has_its_outbox_row(kit: Unsubkit) -> None:
+def test_every_event_has_its_outbox_row(kit: Unsubkit, store: HookStore, clock: FrozenClock) -> None:
+    store.add_endpoint("https://a.example/hook", now=clock())
     ev = kit.unsubscribe("jane@example.com", "marketing")
     kit.resubscribe("jane@example.com", "marketing")
     assert count(kit, events) == 2
     assert count(kit, outbox) == 2
+    assert count(kit, outbox, outbox.c.event_id == ev.id, outbox.c.processed_at.is_(None)) == 1
+
+
+def test_with_nobody_listening_outbox_rows_are_written_processed(kit: Unsubkit, store: HookStore,
+                                                                  clock: FrozenClock) -> None:
+    """No endpoint, no handler: nothing for a worker to come back for (it would need a write
+    transaction beside the one-click writer). An endpoint added later gets what follows."""
+    assert kit.store.handlers is False  # type: ignore[attr-defined]  # the kit's settings name none
+    before = kit.unsubscribe("jane@example.com", "marketing")
+    assert count(kit, outbox, outbox.c.event_id == before.id, outbox.c.processed_at.is_(None)) == 0
+    assert count(kit, outbox, outbox.c.event_id == before.id) == 1
+    ep = store.add_endpoint("https://a.example/hook", now=clock())
+    after = kit.resubscribe("jane@example.com", "marketing")
+    assert count(kit, outbox, outbox.c.event_id == after.id, outbox.c.processed_at.is_(None)) == 1
+    assert store.fan_out(now=clock()) == 1
+    assert {(d.event_id, d.target) for d in store.deliveries()} == {(after.id, ep.id)}
+    # A removed endpoint is nobody again.
+    store.remove_endpoint(ep.id, now=clock())
+    gone = kit.unsubscribe("jane@example.com", "marketing")
+    assert count(kit, outbox, outbox.c.event_id == gone.id, outbox.c.processed_at.is_(None)) == 0
+
+
+def test_configured_handlers_keep_outbox_rows_pending(kit: Unsubkit) -> None:
+    kit.store.handlers = True  # type: ignore[attr-defined]  # as when Settings.handlers names one
+    ev = kit.unsubscribe("jane@example.com", "marketing")
     assert count(kit, outbox, outbox.c.event_id == ev.id, outbox.c.processed_at.is_(None)) == 1
 
 

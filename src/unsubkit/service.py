@@ -265,6 +265,8 @@ class Unsubkit:
         self._templates: dict[tuple[str, str | None, bool], HeaderTemplate] = {}
         lifetimes = {name: settings.brand(name).token_lifetime for name in settings.brand_names}
         self.codec = TokenCodec(ring, clock=clock, lifetime=lifetimes.get)
+        if isinstance(store, SQLStore):
+            store.handlers = bool(settings.handlers)
         if isinstance(store, SQLStore) and store.annotate is None:
             # Flag likely machine opt-outs for review (never blocks them); see consent.automation.
             store.annotate = AutomationHeuristics.build(

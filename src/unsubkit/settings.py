@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     max_body: int = Field(default=4096, ge=64, le=1024 * 1024)
     #: Opt-outs are group-committed: at most this many per transaction.
     max_batch: int = Field(default=256, ge=1, le=10_000)
+    #: Where ``serve`` group-commits opt-outs: ``process`` (a writer process of its own, off the
+    #: web process's GIL: the faster under load) or ``thread`` (a thread of the web process).
+    writer: Literal["process", "thread"] = "process"
     #: An opt-out this many seconds or less after its token was issued (the send) is flagged
     #: ``suspected_automated`` for review; 0 disables the check. Never blocks the opt-out.
     automation_window_seconds: float = Field(default=10.0, ge=0)

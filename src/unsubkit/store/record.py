@@ -20,12 +20,12 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..consent.history import subjects_of
 from ..consent.model import Action, ConsentChange, ConsentLevel, Event, ScopeKind
-from .schema import consent_state, contact_points, events, outbox
+from .schema import consent_state, contact_points, events, outbox, webhook_endpoints
 
 __all__ = ["Annotate", "record_changes"]
 
@@ -51,7 +51,14 @@ _SELECT_STATE = select(
 )
 _INSERT_EVENTS = events.insert()
 _INSERT_EVENTS_RETURNING = events.insert().returning(events.c.id, sort_by_parameter_order=True)
-_LAST_EVENT_ID = select(func.max(events.c.id))
+_ANY_ENDPOINT = select(webhook_endpoints.c.id).where(webhook_endpoints.c.deleted_at.is_(None)).limit(1)
+# The same queries for SQLite's own driver (see ``_sqlite``), IN lists filled in per batch.
+_SQLITE_POINTS = "SELECT id, address, contact_id FROM contact_points WHERE address IN ({})"
+_SQLITE_ENDPOINTS = "SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL LIMIT 1"
+_SQLITE_STATE = (
+    "SELECT subject_type, subject_id, scope_kind, purpose_id, topic_id, opted_out FROM consent_state"
+    " WHERE subject_type IN ({}) AND subject_id IN ({})"
+)
 _INSERT_OUTBOX = outbox.insert()
 _set = object.__setattr__
 _STATE_KEY_COLUMNS = ["subject_type", "subject_id", "scope_kind", "purpose_id", "topic_id"]
@@ -78,15 +85,27 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
     # itemgetter builds each row's tuple in C (a generator per row cost more than the insert).
     tuples = [(r[order[0]],) for r in rows] if len(order) == 1 else list(map(itemgetter(*order), rows))
     head, group, tail = _values_group(sql, len(order))
+    raw = _sqlite(conn)
     if group and len(rows) > 1:
         # One multi-row INSERT per chunk instead of one step per row: sqlite3 releases and
         # retakes the GIL around every step, and under load each retake waits for the event loop.
         per = max(1, _MAX_VARIABLES // len(order))
         for start in range(0, len(tuples), per):
             chunk = tuples[start : start + per]
-            conn.exec_driver_sql(f"{head}{', '.join([group] * len(chunk))}{tail}", tuple(chain.from_iterable(chunk)))
+            raw.execute(f"{head}{', '.join([group] * len(chunk))}{tail}", tuple(chain.from_iterable(chunk)))
         return
-    conn.exec_driver_sql(sql, tuples)
+    raw.executemany(sql, tuples)
+
+
+def _sqlite(conn: Connection) -> Any:
+    """The sqlite3 connection under ``conn`` (inside its transaction): the batch's statements go
+    to it directly. SQLAlchemy's execution path (context, cursor wrapper, result rows) cost
+    more per statement than SQLite's own work on a batch of a few dozen rows."""
+    return conn.connection.dbapi_connection
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(["?"] * n)
 
 
 #: Bind variables per statement: SQLite's historical default limit (newer builds allow more).
@@ -120,15 +139,45 @@ def _dialect_statements(dialect: str) -> tuple[Any, Any]:
     return add_points, upsert_state
 
 
+def _has_endpoints(conn: Connection, dialect: str) -> bool:
+    if dialect == "sqlite":
+        return _sqlite(conn).execute(_SQLITE_ENDPOINTS).fetchone() is not None
+    return conn.execute(_ANY_ENDPOINT).first() is not None
+
+
+def _select_points(conn: Connection, dialect: str, addresses: list[str]) -> list[Sequence[Any]]:
+    """(id, address, contact id) of the contact points among ``addresses``."""
+    if dialect != "sqlite":
+        return list(conn.execute(_SELECT_POINTS, {"addresses": addresses}))
+    raw, out = _sqlite(conn), []
+    for start in range(0, len(addresses), _MAX_VARIABLES):
+        part = addresses[start : start + _MAX_VARIABLES]
+        out += raw.execute(_SQLITE_POINTS.format(_placeholders(len(part))), part).fetchall()
+    return out
+
+
+def _select_state(conn: Connection, dialect: str, types: list[str], ids: list[int]) -> list[Sequence[Any]]:
+    """The state rows of these subjects (and possibly a few more: see ``_SELECT_STATE``)."""
+    if dialect != "sqlite":
+        return list(conn.execute(_SELECT_STATE, {"types": types, "ids": ids}))
+    raw, out = _sqlite(conn), []
+    per = _MAX_VARIABLES - len(types)
+    for start in range(0, len(ids), per):
+        part = ids[start : start + per]
+        sql = _SQLITE_STATE.format(_placeholders(len(types)), _placeholders(len(part)))
+        out += raw.execute(sql, (*types, *part)).fetchall()
+    return out
+
+
 def _points(conn: Connection, dialect: str, addresses: set[str], at: float) -> dict[str, tuple[int, int | None]]:
     """``address -> (contact point id, owning contact id)``, creating the missing points."""
-    found = {r.address: (r.id, r.contact_id) for r in conn.execute(_SELECT_POINTS, {"addresses": list(addresses)})}
+    found = {r[1]: (r[0], r[2]) for r in _select_points(conn, dialect, list(addresses))}
     missing = sorted(addresses - found.keys())  # sorted: concurrent writers lock rows in one order
     if missing:
         add_points, _ = _dialect_statements(dialect)
         _executemany(conn, add_points, [{"address": a, "created_at": at} for a in missing])
-        for r in conn.execute(_SELECT_POINTS, {"addresses": missing}):
-            found[r.address] = (r.id, r.contact_id)
+        for r in _select_points(conn, dialect, missing):
+            found[r[1]] = (r[0], r[2])
     return found
 
 
@@ -139,7 +188,7 @@ def _insert_events(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -
         # back to one statement per row. The transaction holds SQLite's write lock (BEGIN
         # IMMEDIATE, see engine.py), so the next ids are known: max + 1, ... (what SQLite itself
         # would assign to an INTEGER PRIMARY KEY), and one executemany inserts them all.
-        last = conn.execute(_LAST_EVENT_ID).scalar() or 0
+        last = _sqlite(conn).execute("SELECT max(id) FROM events").fetchone()[0] or 0
         ids = list(range(last + 1, last + 1 + len(rows)))
         _executemany(conn, _INSERT_EVENTS, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
@@ -147,9 +196,17 @@ def _insert_events(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -
 
 
 def record_changes(
-    conn: Connection, dialect: str, changes: Sequence[ConsentChange], at: float, annotate: Annotate | None
+    conn: Connection, dialect: str, changes: Sequence[ConsentChange], at: float, annotate: Annotate | None,
+    *, handlers: bool = True,
 ) -> list[Event]:
-    """Record ``changes`` (in order) inside the caller's transaction; one event each."""
+    """Record ``changes`` (in order) inside the caller's transaction; one event each.
+
+    Every event gets an outbox row. When no handler is configured (``handlers``) and no webhook
+    endpoint exists at this transaction, the row is written already processed: no worker has
+    to come back for it in a write transaction of its own (on SQLite, one that would make the
+    one-click writer wait for the lock). A brand's replacement handler always queues its row.
+    An endpoint therefore receives the events recorded after it was added.
+    """
     if not changes:
         return []
     points = _points(conn, dialect, {ch.address for ch in changes}, at)
@@ -169,10 +226,9 @@ def record_changes(
         ))
     subjects = [subjects_of(d) for d in drafts]
     wanted = {s for ss in subjects for s in ss}
-    params = {"types": sorted({t for t, _ in wanted}), "ids": sorted({i for _, i in wanted})}
     state: dict[StateKey, bool] = {
-        (r.subject_type, r.subject_id, r.scope_kind, r.purpose_id, r.topic_id): bool(r.opted_out)
-        for r in conn.execute(_SELECT_STATE, params)
+        (r[0], r[1], r[2], r[3], r[4]): bool(r[5])
+        for r in _select_state(conn, dialect, sorted({t for t, _ in wanted}), sorted({i for _, i in wanted}))
     }
 
     event_rows: list[dict[str, Any]] = []
@@ -227,10 +283,12 @@ def record_changes(
                 }
         _, upsert_state = _dialect_statements(dialect)
         _executemany(conn, upsert_state, [final[k] for k in sorted(final)])
+    done_at = None if handlers or _has_endpoints(conn, dialect) else at
     _executemany(
         conn,
         _INSERT_OUTBOX,
-        [{"event_id": ids[i], "created_at": at, "replaced_by": ch.replace_with or None}
+        [{"event_id": ids[i], "created_at": at, "replaced_by": ch.replace_with or None,
+          "processed_at": None if ch.replace_with else done_at}
          for i, ch in enumerate(changes)],
     )
     # The drafts are ours alone until returned: fill in their last fields in place rather than

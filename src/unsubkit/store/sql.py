@@ -55,6 +55,10 @@ class SQLStore:
 
     ``annotate`` (optional) is called per change inside :meth:`record` and may return
     ``(suspected_automated, evidence)``; it keeps audit heuristics out of the store.
+
+    ``handlers`` says whether custom event handlers are configured (``Settings.handlers``).
+    Without handlers and without a webhook endpoint, :meth:`record` writes outbox rows already
+    processed: nobody is there to deliver to (see :func:`.record.record_changes`).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class SQLStore:
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self.dialect = self.engine.dialect.name
         self.annotate = annotate
+        self.handlers = True
 
     # plumbing -----------------------------------------------------------------------------
 
@@ -230,7 +235,7 @@ class SQLStore:
         if not changes:
             return []
         with self.tx() as conn:
-            return record_changes(conn, self.dialect, changes, at, self.annotate)
+            return record_changes(conn, self.dialect, changes, at, self.annotate, handlers=self.handlers)
 
     @staticmethod
     def _outbox_row(ch: ConsentChange, event_id: int, at: float) -> dict[str, Any]:
@@ -244,7 +249,7 @@ class SQLStore:
         """One change inside the caller's transaction (the same code as :meth:`record`). The
         address's *current* contact decides where identity-level consent goes; a token's
         send-time contact id may name a contact deleted or reorganised since."""
-        return record_changes(conn, self.dialect, [ch], at, self.annotate)[0]
+        return record_changes(conn, self.dialect, [ch], at, self.annotate, handlers=self.handlers)[0]
 
     def state(self, address: str) -> ConsentState:
         def q(conn: Connection) -> ConsentState:

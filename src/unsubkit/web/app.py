@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -23,7 +24,7 @@ from .context import Metrics, WebContext
 from .oneclick import one_click_get, one_click_post
 from .pages import make_templates, preference_get, preference_post
 from .webhooks_api import webhook_routes
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, Writer
 
 __all__ = ["BackgroundService", "create_app"]
 
@@ -58,7 +59,13 @@ async def not_allowed(request: Request) -> Response:
 
 def create_app(kit: Unsubkit, *, services: Sequence[BackgroundService] = ()) -> Starlette:
     settings = kit.settings
-    writer = GroupCommitWriter(kit.record, max_batch=settings.max_batch)
+    writer: Writer
+    if settings.writer == "process":
+        from .procwriter import ProcessWriter  # not at import time: the child runs that module
+
+        writer = ProcessWriter(settings, max_batch=settings.max_batch)
+    else:
+        writer = GroupCommitWriter(kit.record, max_batch=settings.max_batch)
     ctx = WebContext(kit=kit, settings=settings, writer=writer, templates=make_templates(), metrics=Metrics())
 
     @contextlib.asynccontextmanager
@@ -67,6 +74,11 @@ def create_app(kit: Unsubkit, *, services: Sequence[BackgroundService] = ()) -> 
         async with contextlib.AsyncExitStack() as stack:
             for factory in services:
                 await stack.enter_async_context(factory(kit))
+            # What start-up loaded (modules, templates, compiled SQL) lives as long as the server.
+            # Frozen, full collections stop walking it every time: they were the one-click
+            # endpoint's worst latencies (docs/performance.md).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

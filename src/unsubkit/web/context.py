@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..service import Unsubkit
 from ..settings import Settings
-from .writer import GroupCommitWriter
+from .writer import Writer
 
 __all__ = ["Metrics", "WebContext"]
 
@@ -42,6 +42,6 @@ class Metrics:
 class WebContext:
     kit: Unsubkit
     settings: Settings
-    writer: GroupCommitWriter
+    writer: Writer
     templates: Environment
     metrics: Metrics

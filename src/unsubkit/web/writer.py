@@ -11,17 +11,42 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..consent.model import ConsentChange, Event
 from ..errors import StoreBusy, StoreError
 
-__all__ = ["GroupCommitWriter", "WriterClosed"]
+__all__ = ["GroupCommitWriter", "Recorded", "Writer", "WriterClosed", "commit_requests"]
 
 log = logging.getLogger("unsubkit.writer")
 
 
 class WriterClosed(StoreError):
     """The writer is shutting down and takes no more work."""
+
+
+class Recorded(Protocol):
+    """What a request learns of its events: the id and whether the state changed."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def changed(self) -> bool: ...
+
+
+class Writer(Protocol):
+    """A group-commit writer: :class:`GroupCommitWriter` (a thread of this process) or
+    :class:`~unsubkit.web.procwriter.ProcessWriter` (a process of its own)."""
+
+    batches: int
+    committed: int
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, changes: Sequence[ConsentChange]) -> Sequence[Recorded]: ...
 
 
 @dataclass(slots=True)
@@ -75,28 +100,42 @@ class GroupCommitWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        flat = [ch for p in batch for ch in p.changes]
-        try:
-            events = await asyncio.to_thread(self._record, flat)
-        except Exception as exc:
-            if not isinstance(exc, StoreError):
-                log.exception("unexpected error while recording opt-outs")
-                exc = StoreError("internal error while recording")
-            if len(batch) == 1 or isinstance(exc, StoreBusy):
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                return
-            # One bad change must not fail its neighbours: retry each request on its own.
-            log.warning("group commit of %d failed (%s); retrying one by one", len(batch), exc)
-            for p in batch:
-                await self._commit([p])
-            return
-        self.batches += 1
-        self.committed += len(flat)
-        i = 0
-        for p in batch:
-            n = len(p.changes)
+        results = await asyncio.to_thread(commit_requests, self._record, [p.changes for p in batch])
+        for p, res in zip(batch, results, strict=True):
+            if isinstance(res, StoreError):
+                if not p.future.done():
+                    p.future.set_exception(res)
+                continue
+            self.committed += len(res)
             if not p.future.done():
-                p.future.set_result(events[i : i + n])
-            i += n
+                p.future.set_result(res)
+        if any(not isinstance(r, StoreError) for r in results):
+            self.batches += 1
+
+
+def commit_requests(
+    record: Callable[[Sequence[ConsentChange]], list[Event]], requests: Sequence[Sequence[ConsentChange]]
+) -> list[list[Event] | StoreError]:
+    """Record several requests' changes in one transaction; each request's events, or its error.
+
+    One bad change must not fail its neighbours: when a batch fails for a reason other than a
+    busy store, each request is retried on its own. Foreign exceptions become a
+    :class:`StoreError` without their text (it may carry SQL and personal data).
+    """
+    try:
+        events = record([ch for r in requests for ch in r])
+    except Exception as exc:
+        err = exc if isinstance(exc, StoreError) else None
+        if err is None:
+            log.exception("unexpected error while recording opt-outs")
+            err = StoreError("internal error while recording")
+        if len(requests) == 1 or isinstance(err, StoreBusy):
+            return [err] * len(requests)
+        log.warning("group commit of %d failed (%s); retrying one by one", len(requests), err)
+        return [commit_requests(record, [r])[0] for r in requests]
+    out: list[list[Event] | StoreError] = []
+    i = 0
+    for r in requests:
+        out.append(events[i : i + len(r)])
+        i += len(r)
+    return out
