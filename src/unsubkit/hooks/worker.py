@@ -285,7 +285,7 @@ class DeliveryWorker:
         return AttemptResult(True)
 
 
-def webhook_service(kit: Unsubkit) -> contextlib.AbstractAsyncContextManager[DeliveryWorker]:
+def webhook_service(kit: Unsubkit, _writer: object = None) -> contextlib.AbstractAsyncContextManager[DeliveryWorker]:
     """A background service for :func:`unsubkit.web.create_app` (``unsubkit serve``)."""
 
     @contextlib.asynccontextmanager

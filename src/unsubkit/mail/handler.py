@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..consent.model import ConsentChange, Event
+from ..consent.model import ConsentChange
 from ..errors import StoreError
 from .mailto import Replies, Reply, is_null_sender
 from .processor import Accepted, MailtoProcessor, Plan, combine, needs_io
+
+if TYPE_CHECKING:  # the web package is not needed to run the handler (``unsubkit ingest``)
+    from ..web.writer import Recorded
 
 __all__ = ["MailtoHandler", "Submit"]
 
@@ -27,7 +30,7 @@ log = logging.getLogger("unsubkit.mail")
 _CHECKED = "unsubkit_checked"
 
 #: Records changes durably; returns only after the commit.
-Submit = Callable[[Sequence[ConsentChange]], Awaitable[list[Event]]]
+Submit = Callable[[Sequence[ConsentChange]], Awaitable["Sequence[Recorded]"]]
 
 
 def _peer_ip(session: Any) -> str | None:

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..service import Unsubkit
 from ..settings import Settings
 from ..web.app import BackgroundService
-from ..web.writer import GroupCommitWriter
+from ..web.writer import GroupCommitWriter, Writer
 from .fromcheck import FromChecker, txt_lookup_for
 from .handler import MailtoHandler, Submit
 from .mailto import Directory
@@ -156,8 +156,10 @@ def mailto_service(config: ListenerConfig, *, sock: socket.socket | None = None,
                    from_checker: FromChecker | None = None) -> BackgroundService:
     """A ``create_app(services=[...])`` entry running the listener beside the web app."""
 
-    def factory(kit: Unsubkit) -> MailtoListener:
-        return MailtoListener(kit, config, sock=sock, from_checker=from_checker)
+    def factory(kit: Unsubkit, writer: Writer) -> MailtoListener:
+        # The server's own writer: one-click and mailto opt-outs share its transactions instead
+        # of two writers taking turns for SQLite's lock.
+        return MailtoListener(kit, config, sock=sock, from_checker=from_checker, submit=writer.submit)
 
     return factory
 

@@ -29,7 +29,7 @@ from .writer import GroupCommitWriter, Writer
 __all__ = ["BackgroundService", "create_app"]
 
 #: A factory for something that runs beside the web app (started and stopped with it).
-BackgroundService = Callable[[Unsubkit], AbstractAsyncContextManager[Any]]
+BackgroundService = Callable[[Unsubkit, Writer], AbstractAsyncContextManager[Any]]
 
 
 async def healthz(request: Request) -> Response:
@@ -71,18 +71,20 @@ def create_app(kit: Unsubkit, *, services: Sequence[BackgroundService] = ()) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await writer.start()
-        async with contextlib.AsyncExitStack() as stack:
-            for factory in services:
-                await stack.enter_async_context(factory(kit))
-            # What start-up loaded (modules, templates, compiled SQL) lives as long as the server.
-            # Frozen, full collections stop walking it every time: they were the one-click
-            # endpoint's worst latencies (docs/performance.md).
-            gc.collect()
-            gc.freeze()
-            try:
+        try:
+            # Services stop first (the mailto listener finishes its sessions through the writer),
+            # then the writer finishes what it accepted.
+            async with contextlib.AsyncExitStack() as stack:
+                for factory in services:
+                    await stack.enter_async_context(factory(kit, writer))
+                # What start-up loaded (modules, templates, compiled SQL) lives as long as the
+                # server. Frozen, full collections stop walking it every time: they were the
+                # one-click endpoint's worst latencies (docs/performance.md).
+                gc.collect()
+                gc.freeze()
                 yield
-            finally:
-                await writer.stop()
+        finally:
+            await writer.stop()
 
     routes = [
         Route("/u/{token}", one_click_post, methods=["POST"]),
