@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procstat import cpu_seconds
+
 TARGET = 500.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,13 +148,6 @@ async def drive(port: int, rcpts: list[str], connections: int, fresh: bool) -> t
 
 def measure(port: int, rcpts: list[str], connections: int, fresh: bool) -> tuple[float, int, list[float]]:
     return asyncio.run(drive(port, rcpts, connections, fresh))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc): a measure that, unlike the rate,
-    does not depend on what else the machine is doing."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:

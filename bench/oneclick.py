@@ -19,7 +19,6 @@ is measured too (``--postgres URL`` or ``UNSUBKIT_TEST_POSTGRES_URL``) and repor
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procstat import cpu_seconds
 
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 25.0
@@ -149,21 +149,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children: the server and its writer process
-    (Linux /proc; a child's time counts while it runs, not only after it exits)."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            pids += [int(c) for c in (task / "children").read_text().split()]
-    total = 0
-    for p in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(url: str, prefix: str, duration: float, tokens_file: Path | None, lua: Path, pid: int = 0) -> Round:

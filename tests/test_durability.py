@@ -152,3 +152,4 @@ def test_kill_9_of_the_writer_process_loses_nothing_and_the_server_recovers(
                    for i in retry]
     assert answers == [200] * len(retry)
     assert writer_pid(server) != first
+    assert "unsubkit_writer_process_restarts 1.0" in httpx.get(f"{server.url}/metrics").text

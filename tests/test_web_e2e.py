@@ -302,6 +302,7 @@ def test_healthz_and_metrics(server: Server) -> None:
     assert 'unsubkit_oneclick_requests_total{status="200"} 1.0' in m.text
     assert 'unsubkit_oneclick_requests_total{status="400"} 1.0' in m.text
     assert "unsubkit_group_commit_changes 1.0" in m.text
+    assert "unsubkit_writer_process_restarts 0.0" in m.text
     assert token not in m.text
 
 

@@ -50,6 +50,7 @@ async def metrics(request: Request) -> Response:
     ctx: WebContext = request.app.state.ctx
     ctx.metrics.batches.set(ctx.writer.batches)
     ctx.metrics.committed.set(ctx.writer.committed)
+    ctx.metrics.writer_restarts.set(getattr(ctx.writer, "restarts", 0))
     return PlainTextResponse(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -36,6 +36,10 @@ class Metrics:
             "unsubkit_group_commit_changes", "Consent changes committed by the writer",
             registry=self.registry,
         )
+        self.writer_restarts = Gauge(
+            "unsubkit_writer_process_restarts", "Times the writer process died and was replaced",
+            registry=self.registry,
+        )
 
 
 @dataclass
