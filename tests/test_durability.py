@@ -100,15 +100,20 @@ async def opted_out(server: Server, addresses: list[str]) -> dict[str, bool]:
     return result
 
 
+def recipients(server: Server, prefix: str) -> tuple[list[str], list[str]]:
+    """``REQUESTS`` addresses and a marketing token for each, sealed with the server's keys."""
+    purposes = json.loads(server.cli("purposes", "list", "--json").stdout)
+    pid = next(p["id"] for p in purposes if p["name"] == "marketing")
+    codec = TokenCodec(load_ring(server.config.parent / "data" / "keys.json"))
+    addresses = [f"{prefix}{i}@example.com" for i in range(REQUESTS)]
+    return addresses, [codec.seal(Claims(address=a, purpose_id=pid)) for a in addresses]
+
+
 @pytest.mark.slow
 def test_kill_9_mid_burst_loses_no_acknowledged_opt_out(server_factory: Callable[..., Server]) -> None:
     started = time.monotonic()
     server = server_factory()
-    purposes = json.loads(server.cli("purposes", "list", "--json").stdout)
-    pid = next(p["id"] for p in purposes if p["name"] == "marketing")
-    codec = TokenCodec(load_ring(server.config.parent / "data" / "keys.json"))
-    addresses = [f"durable{i}@example.com" for i in range(REQUESTS)]
-    tokens = [codec.seal(Claims(address=a, purpose_id=pid)) for a in addresses]
+    addresses, tokens = recipients(server, "durable")
 
     ok, errors = asyncio.run(burst(server, tokens))
     assert server.proc.returncode == -9
@@ -129,11 +134,7 @@ def test_kill_9_of_the_writer_process_loses_nothing_and_the_server_recovers(
     server_factory: Callable[..., Server],
 ) -> None:
     server = server_factory()
-    purposes = json.loads(server.cli("purposes", "list", "--json").stdout)
-    pid = next(p["id"] for p in purposes if p["name"] == "marketing")
-    codec = TokenCodec(load_ring(server.config.parent / "data" / "keys.json"))
-    addresses = [f"writer{i}@example.com" for i in range(REQUESTS)]
-    tokens = [codec.seal(Claims(address=a, purpose_id=pid)) for a in addresses]
+    addresses, tokens = recipients(server, "writer")
     first = writer_pid(server)
     statuses: dict[int, int] = {}
 

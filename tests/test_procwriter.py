@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -108,7 +108,7 @@ def test_a_dead_child_fails_what_it_held_as_retryable_and_is_replaced(kit: Unsub
         held = [asyncio.create_task(writer.submit([change(f"held{i}@example.com", pid)])) for i in range(5)]
         await asyncio.sleep(0.2)
         os.kill(first, signal.SIGKILL)
-        outcomes = list(await asyncio.gather(*held, return_exceptions=True))
+        outcomes: list[object] = list(await asyncio.gather(*held, return_exceptions=True))
         after = await writer.submit([change("after@example.com", pid)])
         return first, writer.pid, outcomes, after
 
@@ -164,3 +164,54 @@ def test_a_child_that_cannot_open_the_store_fails_start_with_store_busy(kit: Uns
             await ProcessWriter(broken).start()
 
     asyncio.run(main())
+
+
+def test_a_stuck_child_is_killed_and_replaced(kit: Unsubkit) -> None:
+    pid = kit.store.purpose("marketing").id
+
+    async def main() -> tuple[object, list[Recorded], int, int | None, int]:
+        writer = ProcessWriter(kit.settings, request_timeout=1.0)
+        await writer.start()
+        try:
+            first = writer.pid
+            assert first is not None
+            os.kill(first, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+            stuck = await asyncio.gather(writer.submit([change("stuck@example.com", pid)]), return_exceptions=True)
+            after = await writer.submit([change("fresh@example.com", pid)])
+            return stuck[0], after, first, writer.pid, writer.restarts
+        finally:
+            await writer.stop()
+
+    started = time.monotonic()
+    stuck, after, first, second, restarts = asyncio.run(main())
+    assert isinstance(stuck, StoreBusy)
+    assert time.monotonic() - started < 20
+    assert after[0].changed and second != first and restarts == 1
+    assert gone(first)
+
+
+def test_a_failed_start_is_shared_and_not_retried_at_once(kit: Unsubkit) -> None:
+    broken = kit.settings.model_copy(update={"data_dir": kit.settings.data_dir / "missing"})
+    pid = kit.store.purpose("marketing").id
+    spawns = 0
+
+    class Counting(ProcessWriter):
+        async def _spawn(self) -> Any:
+            nonlocal spawns
+            spawns += 1
+            return await super()._spawn()
+
+    async def main() -> tuple[list[object], object]:
+        writer = Counting(broken)
+        try:
+            results = await asyncio.gather(*(writer.submit([change(f"x{i}@example.com", pid)]) for i in range(8)),
+                                           return_exceptions=True)
+            again = await asyncio.gather(writer.submit([change("y@example.com", pid)]), return_exceptions=True)
+            return list(results), again[0]
+        finally:
+            await writer.stop()
+
+    results, again = asyncio.run(main())
+    assert all(isinstance(r, StoreBusy) and "did not start" in str(r) for r in results)
+    assert isinstance(again, StoreBusy) and "restarting" in str(again)  # within the back-off: no new child
+    assert spawns == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from unsubkit.clock import FrozenClock
 from unsubkit.consent.model import (
@@ -19,7 +19,7 @@ from unsubkit.consent.model import (
     ScopeKind,
     Source,
 )
-from unsubkit.errors import AddressError, ConsentError, UnknownBrand, UnknownPurpose, UnknownTopic
+from unsubkit.errors import AddressError, ConsentError, StoreError, UnknownBrand, UnknownPurpose, UnknownTopic
 from unsubkit.service import Unsubkit
 from unsubkit.store import SQLStore
 from unsubkit.store.schema import consent_state, contact_points, events, outbox
@@ -323,3 +323,16 @@ def test_values_group_only_splits_plain_one_row_inserts() -> None:
     assert _values_group(sql, 2) == ("INSERT INTO t (a, b) VALUES ", "(?, ?)", " ON CONFLICT (a) DO NOTHING")
     assert _values_group("INSERT INTO t (a, b) VALUES (?, CURRENT_TIMESTAMP)", 1)[1] == ""
     assert _values_group("UPDATE t SET a = ?", 1)[1] == ""
+
+
+def test_driver_errors_of_the_batch_path_become_store_errors(kit: Unsubkit) -> None:
+    """The batch path sends its statements to sqlite3 directly on SQLite; whatever fails there
+    is still one of ours (StoreError), and the transaction leaves nothing behind."""
+    store = sql_store(kit)
+    pid = store.purpose("marketing").id
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE webhook_endpoints" + (" CASCADE" if store.dialect == "postgresql" else "")))
+    with pytest.raises(StoreError, match="schema is missing"):
+        store.record([opt_out(ADDR, pid)], 1.0)
+    assert count(store, events) == 0
+    assert count(store, contact_points) == 0

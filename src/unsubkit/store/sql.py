@@ -32,7 +32,7 @@ from ..errors import ConsentError, StoreError, UnknownPurpose, UnknownTopic
 from . import bulk as _bulk
 from . import contacts as _contacts
 from .engine import READ_ONLY, make_engine, migrate
-from .errors import translate
+from .errors import DB_ERRORS, translate
 from .record import record_changes
 from .rows import row_to_event, scope_key
 from .schema import consent_state, contact_points, events, purposes, topics
@@ -85,7 +85,7 @@ class SQLStore:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except SQLAlchemyError as exc:
+        except DB_ERRORS as exc:
             raise translate(exc) from exc
 
     def _read(self, fn: Callable[[Connection], T]) -> T:

@@ -21,6 +21,7 @@ program, over a socket pair no one else holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import logging
@@ -45,8 +46,13 @@ log = logging.getLogger("unsubkit.writer")
 _LEN = struct.Struct(">I")
 #: How long the child may take to import, open its store and say it is ready.
 START_TIMEOUT = 60.0
-#: How long ``stop`` waits for the child to exit after its socket closes.
+#: How long ``stop`` waits for accepted requests, and then for the child to exit.
 STOP_TIMEOUT = 30.0
+#: A request unanswered this long means a stuck child (SQLite's own lock wait is 30 s): it is
+#: killed, its requests fail as retryable and the next request starts a new one.
+REQUEST_TIMEOUT = 60.0
+#: After a failed start, requests fail at once (503) for this long instead of each trying again.
+RESTART_BACKOFF = 2.0
 
 
 class Recorded(NamedTuple):
@@ -94,8 +100,9 @@ class _Link(asyncio.Protocol):
         self.owner = owner
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.greeting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.greeting: asyncio.Future[Any] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -117,8 +124,9 @@ class _Link(asyncio.Protocol):
             del self.buf[: _LEN.size + n]
             if not self.greeting.done():
                 self.greeting.set_result(obj)
-            else:
+            elif self is self.owner._link:
                 self.owner._on_reply(obj)
+            # else: a late greeting from a child whose start was given up; it is being closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.greeting.done():
@@ -131,22 +139,29 @@ class _Link(asyncio.Protocol):
 class ProcessWriter:
     """Group commit through a child process (see the module text)."""
 
-    def __init__(self, settings: Any, *, max_batch: int = 256, python: str | None = None) -> None:
+    def __init__(self, settings: Any, *, max_batch: int = 256, python: str | None = None,
+                 request_timeout: float = REQUEST_TIMEOUT) -> None:
         self._settings = settings
         self._max_batch = max_batch
         self._python = python or sys.executable
+        self._request_timeout = request_timeout
         self._ids = itertools.count()
-        self._pending: dict[int, asyncio.Future[list[Recorded]]] = {}
+        #: Request id -> (future, when it was submitted), oldest first.
+        self._pending: dict[int, tuple[asyncio.Future[list[Recorded]], float]] = {}
         self._outgoing: list[tuple[int, list[Wire]]] = []
         self._flush_scheduled = False
         self._child: subprocess.Popen[bytes] | None = None
         self._link: _Link | None = None
-        self._starting: asyncio.Lock | None = None
+        #: The start in progress, shared by every request that needs a child meanwhile.
+        self._starting: asyncio.Task[_Link] | None = None
+        self._failed_at = float("-inf")
+        self._watchdog: asyncio.Task[None] | None = None
+        self._reaping: set[asyncio.Future[Any]] = set()
         self._closing = False
         self._drained: asyncio.Event | None = None
         self.batches = 0
         self.committed = 0
-        #: Times a writer process died while this server was running (each is logged).
+        #: Times a writer process died (or was killed, stuck) while this server was running.
         self.restarts = 0
 
     @property
@@ -158,46 +173,106 @@ class ProcessWriter:
 
     async def start(self) -> None:
         await self._ensure_child()
+        self._watchdog = asyncio.create_task(self._watch(), name="unsubkit-writer-watchdog")
 
     async def stop(self) -> None:
-        """Finish every accepted request, then close the socket and wait for the child."""
+        """Finish every accepted request (waiting at most ``STOP_TIMEOUT``), then close the
+        socket and wait for the child."""
         self._closing = True
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await self._starting
         if self._pending:
             self._drained = asyncio.Event()
-            await self._drained.wait()
+            try:
+                await asyncio.wait_for(self._drained.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                log.error("writer process gave no answer for %d request(s) in %.0f s; killing it",
+                          len(self._pending), STOP_TIMEOUT)
+                self._kill_child()
+                self._fail(list(self._pending), StoreBusy("the writer process stopped; please retry"))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         await self._close_child()
+        if self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
 
     async def _ensure_child(self) -> _Link:
+        if self._link is not None:
+            return self._link
+        if self._closing:
+            raise WriterClosed("server is shutting down")
+        loop = asyncio.get_running_loop()
         if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if self._link is not None:
-                return self._link
-            try:
-                return await asyncio.wait_for(self._spawn(), START_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                await self._close_child()
-                raise StoreBusy(f"the writer process did not start: {exc or type(exc).__name__}") from exc
+            if loop.time() - self._failed_at < RESTART_BACKOFF:
+                raise StoreBusy("the writer process is restarting")
+            self._starting = asyncio.create_task(self._start_child(), name="unsubkit-writer-start")
+        start = self._starting
+        try:
+            # Shielded: a request given up by its client must not cancel the start for the others.
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if start.cancelled() and not (task and task.cancelling()):
+                raise WriterClosed("server is shutting down") from None
+            raise
+
+    async def _start_child(self) -> _Link:
+        try:
+            return await asyncio.wait_for(self._spawn(), START_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            self._failed_at = asyncio.get_running_loop().time()
+            log.error("the writer process did not start: %s", exc or type(exc).__name__)
+            raise StoreBusy(f"the writer process did not start: {exc or type(exc).__name__}") from exc
+        finally:
+            self._starting = None
 
     async def _spawn(self) -> _Link:
-        parent, child = socket.socketpair()
-        try:
-            self._child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [self._python, "-m", "unsubkit.web.procwriter", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
         loop = asyncio.get_running_loop()
-        _, link = await loop.create_connection(lambda: _Link(self), sock=parent)
-        assert link.transport is not None
-        link.transport.write(_frame((self._settings, self._max_batch)))
-        ready = await link.greeting
-        if ready != ("ready", self._child.pid):
-            raise OSError(f"unexpected greeting from the writer process: {ready!r}")
-        self._link = link
-        log.debug("writer process %d ready", self._child.pid)
+        parent, child = socket.socketpair()
+        proc: subprocess.Popen[bytes] | None = None
+        link: _Link | None = None
+        try:
+            try:
+                proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    [self._python, "-m", "unsubkit.web.procwriter", str(child.fileno())],
+                    pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                )
+            finally:
+                child.close()
+            _, link = await loop.create_connection(lambda: _Link(self), sock=parent)
+            assert link.transport is not None
+            link.transport.write(_frame((self._settings, self._max_batch)))
+            ready = await link.greeting
+            if ready != ("ready", proc.pid):
+                raise OSError(f"unexpected greeting from the writer process: {ready!r}")
+        except BaseException:
+            # Given up (failed, timed out, cancelled): nothing of this attempt may linger.
+            if link is not None and link.transport is not None:
+                link.transport.abort()
+            else:
+                parent.close()
+            if proc is not None:
+                self._reap(proc, kill=True)
+            raise
+        self._child, self._link = proc, link
+        log.debug("writer process %d ready", proc.pid)
         return link
+
+    def _reap(self, proc: subprocess.Popen[bytes], *, kill: bool) -> None:
+        """Kill (if asked) and wait for ``proc`` off the event loop: no zombie is left behind."""
+        if kill and proc.poll() is None:
+            proc.kill()
+        fut = asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        self._reaping.add(fut)
+        fut.add_done_callback(self._reaping.discard)
+
+    def _kill_child(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()  # its socket closes: _on_lost fails what it held
 
     async def _close_child(self) -> None:
         link, child = self._link, self._child
@@ -213,6 +288,18 @@ class ProcessWriter:
                 child.kill()
                 await asyncio.to_thread(child.wait)
 
+    async def _watch(self) -> None:
+        """Kill a child that stopped answering (stuck, or stopped with SIGSTOP)."""
+        while True:
+            await asyncio.sleep(min(1.0, self._request_timeout / 4))
+            oldest = next(iter(self._pending.values()), None)
+            if oldest is None or self._child is None:
+                continue
+            age = asyncio.get_running_loop().time() - oldest[1]
+            if age > self._request_timeout:
+                log.error("writer process %d has not answered for %.0f s; killing it", self._child.pid, age)
+                self._kill_child()
+
     # requests ----------------------------------------------------------------------------
 
     async def submit(self, changes: Sequence[ConsentChange]) -> list[Recorded]:
@@ -222,10 +309,12 @@ class ProcessWriter:
             return []
         if self._link is None:
             await self._ensure_child()
+            if self._closing:
+                raise WriterClosed("server is shutting down")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Recorded]] = loop.create_future()
         rid = next(self._ids)
-        self._pending[rid] = fut
+        self._pending[rid] = (fut, loop.time())
         self._outgoing.append((rid, [to_wire(ch) for ch in changes]))
         if not self._flush_scheduled:
             # Every request of this turn of the event loop goes in one frame (one pickle, one write).
@@ -250,34 +339,37 @@ class ProcessWriter:
         self.committed += committed
         pending = self._pending
         for rid, result in outcomes:
-            fut = pending.pop(rid, None)
-            if fut is None or fut.done():
+            entry = pending.pop(rid, None)
+            if entry is None or entry[0].done():
                 continue
             if isinstance(result, StoreError):
-                fut.set_exception(result)
+                entry[0].set_exception(result)
             else:
-                fut.set_result([Recorded(i, c) for i, c in result])
+                entry[0].set_result([Recorded(i, c) for i, c in result])
         if not pending and self._drained is not None:
             self._drained.set()
 
     def _on_lost(self, link: _Link) -> None:
         if link is not self._link:
-            return  # closed on purpose (stop) or never became current
+            return  # closed on purpose (stop), or a start that was given up
         # The child is gone. What it held was never acknowledged: those requests fail as
         # retryable, and the next request starts a new child.
-        code = self._child.poll() if self._child else None
+        child = self._child
+        code = child.poll() if child is not None else None
         log.error("writer process died (exit %s); %d request(s) to be retried by their clients",
                   code, len(self._pending))
         self.restarts += 1
         self._link = None
         self._child = None
+        if child is not None:
+            self._reap(child, kill=True)
         self._fail(list(self._pending), StoreBusy("the writer process stopped; please retry"))
 
     def _fail(self, rids: list[int], exc: StoreError) -> None:
         for rid in rids:
-            fut = self._pending.pop(rid, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(exc)
+            entry = self._pending.pop(rid, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(exc)
         if not self._pending and self._drained is not None:
             self._drained.set()
 
