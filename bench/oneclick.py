@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procstat import cpu_seconds
+from support import cpu_seconds, free_port
 
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 25.0
@@ -143,12 +142,6 @@ class Round:
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_wrk(url: str, prefix: str, duration: float, tokens_file: Path | None, lua: Path, pid: int = 0) -> Round:

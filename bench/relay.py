@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+from support import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,25 +65,6 @@ def message(n: int, rcpts: list[str]) -> bytes:
         "Content-Type: text/plain; charset=us-ascii\r\nX-Unsubkit-Purpose: marketing\r\n\r\n"
     )
     return (head + PARAGRAPH * 30).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def cli(env: dict[str, str], *args: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from support import free_port
 
 from unsubkit.consent.model import PurposeKind
 from unsubkit.hooks import DeliveryStatus, DeliveryWorker, HookStore, hook_store, sign_headers
@@ -42,12 +42,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="error", access_log=False)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from .clock import Clock
 from .dkim import MIN_RSA_BITS, DKIMSigner, PrivateKey, load_private_key, txt_record
 from .errors import DKIMError
+from .keystore import write_private
 from .settings import Brand, Settings
 
 __all__ = [
@@ -118,21 +118,6 @@ def _algorithm(key: PrivateKey) -> Algorithm:
     return "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ed25519"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomic write with mode 0600 from the first byte (no window where others may read)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dkim.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _ensure_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -173,7 +158,7 @@ def create_key(
         "created_at": now,
     }
     try:
-        _write_private(pem_path, pem)
+        write_private(pem_path, pem)
         (dkim_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     except OSError as exc:
         raise DKIMError(f"cannot write DKIM key {name!r}: {exc.strerror}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .tokens import Key, KeyRing, new_key
 
-__all__ = ["add_key", "ensure_data_dir", "load_ring", "save_keys"]
+__all__ = ["add_key", "ensure_data_dir", "load_ring", "save_keys", "write_private"]
 
 
 def ensure_data_dir(path: Path) -> None:
@@ -53,11 +53,17 @@ def save_keys(path: Path, keys: list[Key]) -> None:
         ]
     }
     ensure_data_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys.")
+    write_private(path, json.dumps(data, indent=1).encode())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomic write with mode 0600 from the first byte (no window where others may read; a
+    crash never leaves a half-written file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

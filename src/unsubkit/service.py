@@ -32,6 +32,7 @@ from .consent.model import (
     ScopeKind,
     Source,
     Topic,
+    event_json,
 )
 from .errors import ConsentError, UnknownPurpose
 from .headers import HeaderTemplate, UnsubscribeHeaders
@@ -105,30 +106,6 @@ class StatusReport:
             ],
             "events": [event_json(ev) for ev in self.events],
         }
-
-
-def event_json(ev: Event) -> dict[str, Any]:
-    return {
-        "id": ev.id,
-        "at": ev.at,
-        "address": ev.address,
-        "scope": str(ev.scope.kind),
-        "purpose_id": ev.scope.purpose_id,
-        "topic_id": ev.scope.topic_id,
-        "action": str(ev.action),
-        "source": ev.source,
-        "reason": ev.reason,
-        "mechanism": str(ev.mechanism),
-        "brand": ev.brand,
-        "message_id": ev.message_id,
-        "client_ip": ev.client_ip,
-        "user_agent": ev.user_agent,
-        "changed": ev.changed,
-        "suspected_automated": ev.suspected_automated,
-        "evidence": ev.evidence,
-        "level": ev.level.label,
-        "contact_id": ev.contact_id,
-    }
 
 
 def history_json(h: History, purposes: dict[int, str], topics: dict[int, str]) -> dict[str, Any]:

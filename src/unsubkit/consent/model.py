@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import Any
 
 __all__ = [
     "Action",
@@ -24,6 +25,7 @@ __all__ = [
     "ScopeKind",
     "Source",
     "Topic",
+    "event_json",
 ]
 
 
@@ -197,3 +199,28 @@ class Event:
     level: ConsentLevel = ConsentLevel.CHANNEL
     #: The contact point (address row) the event belongs to.
     point_id: int | None = None
+
+
+def event_json(ev: Event) -> dict[str, Any]:
+    """An event as JSON-ready data (the admin API, ``consent`` commands, exports)."""
+    return {
+        "id": ev.id,
+        "at": ev.at,
+        "address": ev.address,
+        "scope": str(ev.scope.kind),
+        "purpose_id": ev.scope.purpose_id,
+        "topic_id": ev.scope.topic_id,
+        "action": str(ev.action),
+        "source": ev.source,
+        "reason": ev.reason,
+        "mechanism": str(ev.mechanism),
+        "brand": ev.brand,
+        "message_id": ev.message_id,
+        "client_ip": ev.client_ip,
+        "user_agent": ev.user_agent,
+        "changed": ev.changed,
+        "suspected_automated": ev.suspected_automated,
+        "evidence": ev.evidence,
+        "level": ev.level.label,
+        "contact_id": ev.contact_id,
+    }

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..address import normalize
 from ..clock import to_datetime
-from ..consent.model import Event, Mechanism, Scope, Source
+from ..consent.model import Event, Mechanism, Scope, Source, event_json
 from ..errors import AddressError, ConsentError
 from ..settings import DEFAULT_BRAND
 from .normalize import all_fast, fast_key
@@ -186,29 +186,15 @@ def export_state(kit: Unsubkit, out: TextIO, fmt: Format = "csv", *, include_opt
 
 
 def event_row(ev: Event, purposes: dict[int, str], topics: dict[int, str]) -> dict[str, Any]:
-    return {
-        "id": ev.id,
-        "at": _iso(ev.at),
-        "email": ev.address,
-        "action": str(ev.action),
-        "scope": str(ev.scope.kind),
-        "purpose": purposes.get(ev.scope.purpose_id) if ev.scope.purpose_id else None,
-        "purpose_id": ev.scope.purpose_id,
-        "topic": topics.get(ev.scope.topic_id) if ev.scope.topic_id else None,
-        "topic_id": ev.scope.topic_id,
-        "level": ev.level.label,
-        "contact_id": ev.contact_id,
-        "source": ev.source,
-        "reason": ev.reason,
-        "mechanism": str(ev.mechanism),
-        "brand": ev.brand,
-        "message_id": ev.message_id,
-        "client_ip": ev.client_ip,
-        "user_agent": ev.user_agent,
-        "changed": ev.changed,
-        "suspected_automated": ev.suspected_automated,
-        "evidence": ev.evidence,
-    }
+    """An export row: :func:`event_json` with ISO time, ``email`` (re-importable) and names."""
+    j = event_json(ev)
+    j.update(
+        at=_iso(ev.at),
+        email=ev.address,
+        purpose=purposes.get(ev.scope.purpose_id) if ev.scope.purpose_id else None,
+        topic=topics.get(ev.scope.topic_id) if ev.scope.topic_id else None,
+    )
+    return {k: j[k] for k in EVENT_FIELDS}
 
 
 def export_events(
